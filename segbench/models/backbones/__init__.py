@@ -1,0 +1,1 @@
+"""Backbones shared by several architecture families (VGG16, ResNet)."""

@@ -1,0 +1,122 @@
+"""ResNet-50/101 (He et al. 2016, Table 1) with dilation and multi-grid.
+
+Module and parameter names follow torchvision's ``resnet50``/``resnet101`` so
+their ImageNet state dicts (and the backbone of torchvision's segmentation
+models) load without renaming.  Unlike torchvision's, every channel count
+scales with ``width`` so that CPU runs keep the topology.
+
+Dilation instead of stride (Chen et al. 2017, DeepLab v3 Section 3.1) keeps
+the ``output_stride``; the rule for the first block of a dilated stage follows
+torchvision (it keeps the previous rate) so that its models can be matched
+exactly, while ``multi_grid`` sets every block of the last stage explicitly to
+``rate * grid[i]`` (DeepLab v3 Section 3.2).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+from torchvision.models import ResNet50_Weights, ResNet101_Weights
+
+from segbench.models.layers import load_state_dict_from_source, scaled
+
+DEPTHS: dict[int, tuple[int, int, int, int]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+_WEIGHTS = {50: ResNet50_Weights.IMAGENET1K_V1, 101: ResNet101_Weights.IMAGENET1K_V1}
+
+
+class Bottleneck(nn.Module):
+    """ResNet v1.5 bottleneck (stride on the 3x3 conv, as torchvision)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, *, stride: int = 1, dilation: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        out = planes * self.expansion
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+def make_layer(inplanes: int, planes: int, *, stride: int, dilations: Sequence[int]) -> nn.Sequential:
+    """One ResNet stage of ``len(dilations)`` bottlenecks; the first one strides."""
+    out = planes * Bottleneck.expansion
+    downsample = None
+    if stride != 1 or inplanes != out:
+        downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
+    blocks = [Bottleneck(inplanes, planes, stride=stride, dilation=dilations[0], downsample=downsample)]
+    blocks += [Bottleneck(out, planes, dilation=d) for d in dilations[1:]]
+    return nn.Sequential(*blocks)
+
+
+class ResNet(nn.Module):
+    """ResNet body returning the outputs of ``layer1..layer4`` (strides 4, 8, 16, 32 at OS32)."""
+
+    def __init__(
+        self,
+        *,
+        depth: int = 101,
+        width: float = 1.0,
+        output_stride: int = 32,
+        multi_grid: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        if depth not in DEPTHS:
+            raise ValueError(f"ResNet depth must be one of {sorted(DEPTHS)}, got {depth}")
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+        blocks = DEPTHS[depth]
+        if multi_grid is not None and len(multi_grid) != blocks[3]:
+            raise ValueError(f"multi_grid needs {blocks[3]} unit rates, got {tuple(multi_grid)}")
+        self.depth = depth
+        stem = scaled(64, width)
+        self.conv1 = nn.Conv2d(3, stem, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+
+        # Stages 3 and 4 trade their stride for dilation until output_stride is met.
+        dilate = {32: (False, False), 16: (False, True), 8: (True, True)}[output_stride]
+        inplanes, rate = stem, 1
+        self.channels: list[int] = []
+        for index, (n, planes, stride) in enumerate(zip(blocks, (64, 128, 256, 512), (1, 2, 2, 2))):
+            planes = scaled(planes, width)
+            previous = rate
+            if index >= 2 and dilate[index - 2]:
+                rate *= stride
+                stride = 1
+            if index == 3 and multi_grid is not None:
+                dilations = [rate * g for g in multi_grid]
+            else:
+                dilations = [previous] + [rate] * (n - 1)
+            setattr(self, f"layer{index + 1}", make_layer(inplanes, planes, stride=stride, dilations=dilations))
+            inplanes = planes * Bottleneck.expansion
+            self.channels.append(inplanes)
+        self.rate = rate  # dilation rate of the last stage, for heads that continue it
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        features = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            features.append(x)
+        return features
+
+    def load_imagenet(self, source: bool | str) -> None:
+        """Load torchvision's ImageNet weights (width 1.0 only); the classifier is dropped."""
+        state = load_state_dict_from_source(source, url=_WEIGHTS[self.depth].url, what=f"ResNet-{self.depth}")
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        self.load_state_dict(state)

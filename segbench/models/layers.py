@@ -1,0 +1,103 @@
+"""Small building blocks shared by several architecture families."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    """ImageNet weights could not be downloaded and no local copy was found."""
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channel count at a width multiplier; never below one channel."""
+    return max(1, int(round(channels * width)))
+
+
+def bilinear_kernel(in_channels: int, out_channels: int, kernel_size: int) -> torch.Tensor:
+    """Weights that make a transposed convolution a per-channel bilinear upsampler.
+
+    This is the initialisation FCN uses for its deconvolution layers (Long et al.
+    2015, Section 3.3); channel i maps only to channel i.
+    """
+    factor = (kernel_size + 1) // 2
+    center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
+    og = torch.arange(kernel_size, dtype=torch.float32)
+    filt_1d = 1 - torch.abs(og - center) / factor
+    filt = filt_1d[:, None] * filt_1d[None, :]
+    weight = torch.zeros(in_channels, out_channels, kernel_size, kernel_size)
+    for i in range(min(in_channels, out_channels)):
+        weight[i, i] = filt
+    return weight
+
+
+def init_kaiming(module: nn.Module) -> None:
+    """He initialisation for convolutions trained from scratch (He et al. 2015).
+
+    Without an ImageNet backbone, deep plain (VGG-style) networks do not train
+    with the small Gaussian init of the original Caffe models; this is the
+    standard replacement (torchvision's VGG uses the same).
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def center_crop_to(x: torch.Tensor, height: int, width: int, offset: tuple[int, int] | None = None) -> torch.Tensor:
+    """Crop ``x`` to ``height x width`` at ``offset`` (default: centred)."""
+    h, w = x.shape[-2:]
+    if offset is None:
+        offset = ((h - height) // 2, (w - width) // 2)
+    top, left = offset
+    if top < 0 or left < 0 or top + height > h or left + width > w:
+        raise ValueError(f"cannot crop {h}x{w} to {height}x{width} at offset {offset}")
+    return x[..., top : top + height, left : left + width]
+
+
+def load_state_dict_from_source(
+    source: bool | str | os.PathLike,
+    *,
+    url: str,
+    what: str,
+) -> dict[str, torch.Tensor]:
+    """Load ImageNet weights from ``url`` (via the torch hub cache) or a local file.
+
+    ``source`` is ``True`` to use the torch hub cache (downloading when online) or
+    a path to a local copy of the same file.  Offline without a cached copy this
+    fails with a message that says what to download and where to put it.
+    """
+    if source is True:
+        filename = url.rsplit("/", 1)[-1]
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+        try:
+            return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True)
+        except Exception as exc:  # urllib raises several types; all mean "not available"
+            raise PretrainedWeightsUnavailable(
+                f"could not download the ImageNet weights for {what} from {url} ({exc}). "
+                f"Offline, download that file elsewhere and either place it at {cached} "
+                f"or pass its path as pretrained_backbone (config: models.<run>.pretrained_backbone)."
+            ) from exc
+    path = Path(source)
+    if not path.is_file():
+        raise PretrainedWeightsUnavailable(
+            f"pretrained_backbone file {path} for {what} does not exist (expected a copy of {url})"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    return state
+
+
+def same_padding(kernel_size: int, dilation: int = 1) -> int:
+    """Padding that keeps spatial size for an odd kernel at stride 1."""
+    return dilation * (kernel_size - 1) // 2
+

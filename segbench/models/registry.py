@@ -1,0 +1,127 @@
+"""Model registry: one entry per architecture variant, one contract for all.
+
+Every builder is registered under a unique name with the paper facts the
+benchmark needs (citation, output stride, the paper's variant name in
+``config/paper_results.csv``).  The contract, shared by every model:
+
+* ``build_model(name, *, num_classes=21, width=1.0, pretrained_backbone=False, **options)``
+* ``forward(x[N,3,H,W]) -> logits[N,C,H,W]`` at input resolution for any H, W;
+* auxiliary outputs only in training mode, as ``{"out": logits, "aux": logits}``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Paper facts about one registered variant."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    family: str  # e.g. "FCN", "DeepLab v3"; matches the `paper` column of paper_results.csv
+    arxiv: str
+    citation: str  # section/table of the paper the implementation follows
+    output_stride: int  # stride of the logits before their final upsampling to the input
+    paper_variant: str | None = None  # `variant` column of paper_results.csv, if any
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    family: str,
+    arxiv: str,
+    citation: str,
+    output_stride: int,
+    paper_variant: str | None = None,
+    **defaults: Any,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register ``builder`` under ``name``; ``defaults`` are paper options bound to it.
+
+    One builder function may be registered under several names with different
+    defaults (e.g. FCN-32s/16s/8s), so variants are not copies of each other.
+    """
+
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = ModelInfo(
+            name=name,
+            builder=builder,
+            family=family,
+            arxiv=arxiv,
+            citation=citation,
+            output_stride=output_stride,
+            paper_variant=paper_variant,
+            defaults=dict(defaults),
+        )
+        return builder
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def model_info(name: str) -> ModelInfo:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """Paper options a model accepts, with their effective defaults."""
+    info = model_info(name)
+    params = inspect.signature(info.builder).parameters
+    options = {
+        key: p.default
+        for key, p in params.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+        and key not in ("num_classes", "width", "pretrained_backbone")
+    }
+    options.update(info.defaults)
+    return options
+
+
+def build_model(
+    name: str,
+    *,
+    num_classes: int = 21,
+    width: float = 1.0,
+    pretrained_backbone: bool | str = False,
+    **options: Any,
+) -> nn.Module:
+    """Build the registered model ``name``.
+
+    ``width`` scales every channel count but keeps the topology, so a CPU run
+    trains the same architecture as the paper (width=1.0).  ``pretrained_backbone``
+    is ``False``, ``True`` (torchvision/timm ImageNet weights, downloaded or read
+    from the torch hub cache) or a path to a local weights file.
+    """
+    info = model_info(name)
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    known = model_options(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(
+            f"model {name!r} has no option(s) {', '.join(unknown)}; "
+            f"its options are: {', '.join(sorted(known)) or 'none'}"
+        )
+    kwargs = {**info.defaults, **options}
+    return info.builder(
+        num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone, **kwargs
+    )
