@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from segbench.errors import InputError
 from segbench.models import build_model, list_models, model_info
 
 NUM_CLASSES = 5
@@ -70,7 +71,7 @@ def test_registry_entry_cites_the_paper(name: str) -> None:
 
 
 def test_unknown_model_and_option_are_clear_errors() -> None:
-    with pytest.raises(KeyError, match="unknown model 'nope'"):
+    with pytest.raises(InputError, match="unknown model 'nope'"):
         build_model("nope")
-    with pytest.raises(TypeError, match="has no option"):
+    with pytest.raises(InputError, match="has no option"):
         build_model(list_models()[0], width=WIDTH, not_an_option=1)

@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
+from segbench.errors import InputError
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -77,7 +79,7 @@ def model_info(name: str) -> ModelInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
+        raise InputError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
 
 
 def model_options(name: str) -> dict[str, Any]:
@@ -111,13 +113,13 @@ def build_model(
     """
     info = model_info(name)
     if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        raise InputError(f"num_classes must be >= 1, got {num_classes}")
     if width <= 0:
-        raise ValueError(f"width must be > 0, got {width}")
+        raise InputError(f"width must be > 0, got {width}")
     known = model_options(name)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise TypeError(
+        raise InputError(
             f"model {name!r} has no option(s) {', '.join(unknown)}; "
             f"its options are: {', '.join(sorted(known)) or 'none'}"
         )

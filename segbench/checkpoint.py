@@ -1,0 +1,46 @@
+"""Checkpoints carry everything needed to rebuild their model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from segbench.errors import InputError
+from segbench.io import atomic_path
+from segbench.models import build_model
+
+_REQUIRED = ("model", "num_classes", "width", "options", "state_dict")
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, name: str, num_classes: int, width: float, options: dict[str, Any], meta: dict[str, Any]) -> None:
+    payload = {
+        "model": name,
+        "num_classes": num_classes,
+        "width": width,
+        "options": options,
+        "state_dict": model.state_dict(),
+        "meta": meta,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """The model in eval mode on ``device``, and the checkpoint's fields (without weights)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a corrupt file
+        raise InputError(f"{path}: not a readable checkpoint ({exc})") from exc
+    missing = [key for key in _REQUIRED if key not in payload]
+    if missing:
+        raise InputError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    model = build_model(payload["model"], num_classes=payload["num_classes"], width=payload["width"], **payload["options"])
+    model.load_state_dict(payload.pop("state_dict"))
+    return model.to(device).eval(), payload

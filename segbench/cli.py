@@ -1,0 +1,339 @@
+"""``segbench <stage>``: one subcommand per pipeline stage, usable without Snakemake.
+
+Each Snakemake rule calls exactly one of these with explicit arguments; the
+package never reads Snakemake's config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from segbench import __version__
+from segbench.errors import InputError
+from segbench.models.layers import PretrainedWeightsUnavailable
+
+_EXAMPLES = """\
+stages, in pipeline order:
+  prepare   build a dataset in the VOC layout (embedded synthetic, or VOC 2012 + SBD)
+  train     train one model; writes checkpoint.pt and train_log.parquet
+  predict   label PNGs + compact probabilities for a split
+  crf       dense-CRF refinement of the probabilities
+  evaluate  mIoU & co. (VOC protocol) with and without CRF -> metrics.parquet
+  bench     latency, FPS, params, FLOPs, memory -> bench.parquet
+  collect   concatenate per-model tables into one Parquet file
+  report    tables and figures -> index.html, report.md, figures/
+  models    list the registered architectures
+
+example (the embedded dataset, one model, by hand):
+  segbench prepare synthetic --out resources/embedded
+  segbench train --data resources/embedded --model fcn8s --width 0.125 --out-dir results/embedded/fcn8s
+"""
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    """``key=value`` with a JSON value (numbers, booleans, lists), else a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``HxW`` (height x width)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 512x512, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return height, width
+
+
+def _pretrained(text: str) -> bool | str:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "1"):
+        return True
+    if lowered in ("false", "no", "0", ""):
+        return False
+    return text
+
+
+def _add_common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
+    if data:
+        parser.add_argument("--data", required=True, type=Path, help="dataset root (the folder holding VOCdevkit/)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when available; default)")
+
+
+# --- stages -----------------------------------------------------------------
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    if args.source == "synthetic":
+        from segbench.data.synthetic import generate
+
+        path = generate(
+            args.out, seed=args.seed, num_train=args.num_train, num_val=args.num_val,
+            height=args.height, width=args.width,
+        )
+    else:
+        from segbench.data.download import prepare_voc
+
+        path = prepare_voc(args.out, archives=args.archives, download=not args.no_download)
+    print(f"dataset ready: {path}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    import torch
+
+    from segbench.train import TrainConfig, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = TrainConfig(
+        iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, lr_power=args.lr_power, crop_size=args.crop_size,
+        scale_min=args.scale_min, scale_max=args.scale_max, seed=args.seed, workers=args.workers,
+    )
+    path = train(
+        data_root=args.data, split=args.split, model_name=args.model, out_dir=args.out_dir, config=config,
+        num_classes=args.num_classes, width=args.width, options=dict(args.option),
+        pretrained_backbone=args.pretrained_backbone, device=args.device, config_hash=args.config_hash,
+        run_name=args.run_name,
+    )
+    print(f"checkpoint: {path}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    import torch
+
+    from segbench.predict import predict
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n = predict(
+        data_root=args.data, split=args.split, checkpoint=args.checkpoint, pred_dir=args.pred_dir,
+        probs_dir=args.probs_dir, prob_stride=args.prob_stride, device=args.device,
+    )
+    print(f"predicted {n} images into {args.pred_dir}")
+
+
+def crf_params_from_args(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from segbench.crf import PRESETS
+
+    params = PRESETS[args.preset]
+    overrides = {k: getattr(args, k) for k in ("w1", "theta_alpha", "theta_beta", "w2", "theta_gamma", "iterations")}
+    return replace(params, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def cmd_crf(args: argparse.Namespace) -> None:
+    from segbench.crf import run_crf
+
+    params = crf_params_from_args(args)
+    n = run_crf(
+        data_root=args.data, split=args.split, probs_dir=args.probs_dir, out_dir=args.out_dir,
+        params=params, threads=args.threads,
+    )
+    print(f"CRF-refined {n} images into {args.out_dir} with {params}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from segbench.evaluate import evaluate
+
+    table = evaluate(
+        data_root=args.data, split=args.split, dataset=args.dataset, model=args.model,
+        checkpoint=args.checkpoint, pred_dir=args.pred_dir, crf_dir=args.crf_dir, out=args.out,
+    )
+    summary = table[table["metric"] == "mIoU"][["crf", "value"]]
+    for crf, value in summary.itertuples(index=False):
+        print(f"{args.model}: mIoU {100 * value:.2f}%{' (CRF)' if crf else ''}")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from segbench.bench import bench
+
+    height, width = args.size
+    table = bench(
+        out=args.out, checkpoint=args.checkpoint, model_name=args.model, width=args.width,
+        num_classes=args.num_classes, height=height, input_width=width, batch=args.batch,
+        warmup=args.warmup, repeats=args.repeats, threads=args.threads, device=args.device,
+        run_name=args.run_name, dataset=args.dataset, config_hash=args.config_hash,
+    )
+    for metric, value, unit in table[["metric", "value", "unit"]].itertuples(index=False):
+        print(f"{metric:>15}: {value:10.3f} {unit}")
+
+
+def cmd_collect(args: argparse.Namespace) -> None:
+    from segbench.collect import collect
+
+    table = collect(args.inputs, args.out)
+    print(f"{len(table)} rows from {len(args.inputs)} tables -> {args.out}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from segbench.report import write_report
+
+    path = write_report(
+        metrics_path=args.metrics, bench_path=args.bench, paper_path=args.paper, out_dir=args.out_dir,
+        data_root=args.data, split=args.split, runs_dir=args.runs_dir, samples=args.samples,
+    )
+    print(f"report: {path}")
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from segbench.models import list_models, model_info
+
+    rows = []
+    for name in list_models():
+        info = model_info(name)
+        rows.append((name, info.family, f"arXiv:{info.arxiv}", f"OS{info.output_stride}", info.citation))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+
+
+# --- parser -----------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segbench",
+        description="Benchmark the classic semantic-segmentation architectures under one protocol.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"segbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+
+    def add(name: str, func: Callable[[argparse.Namespace], None], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=defaults)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("prepare", cmd_prepare, "Build a dataset in the VOC layout: the embedded synthetic one, or VOC 2012 + SBD (train_aug).")
+    p.add_argument("source", choices=("synthetic", "voc2012"), help="which dataset")
+    p.add_argument("--out", required=True, type=Path, help="dataset root; VOCdevkit/VOC2012 is created inside")
+    g = p.add_argument_group("synthetic")
+    g.add_argument("--seed", type=int, default=0, help="generator seed (the dataset is a function of it)")
+    g.add_argument("--num-train", type=int, default=300, help="training images")
+    g.add_argument("--num-val", type=int, default=100, help="validation images")
+    g.add_argument("--height", type=int, default=128, help="image height (px)")
+    g.add_argument("--width", type=int, default=160, help="image width (px)")
+    g = p.add_argument_group("voc2012")
+    g.add_argument("--archives", type=Path, default=Path("resources/downloads"), help="where the VOC and SBD archives are (or are downloaded to)")
+    g.add_argument("--no-download", action="store_true", help="only use archives already in --archives")
+
+    p = add("train", cmd_train, "Train one model with SGD + poly LR; writes checkpoint.pt and train_log.parquet.")
+    _add_common(p)
+    p.add_argument("--split", default="train", help="image list under ImageSets/Segmentation (train_aug for VOC)")
+    p.add_argument("--model", required=True, help="registered architecture (see `segbench models`)")
+    p.add_argument("--run-name", help="label of this run in result tables (default: the model name)")
+    p.add_argument("--out-dir", required=True, type=Path, help="where checkpoint.pt and train_log.parquet go")
+    p.add_argument("--num-classes", type=int, default=21)
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0 = the paper's model)")
+    p.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE", help="paper option of the model, repeatable (JSON values)")
+    p.add_argument("--pretrained-backbone", type=_pretrained, default=False, help="true (torchvision/timm ImageNet weights), false, or a local weights file")
+    p.add_argument("--iterations", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=0.01, help="base learning rate")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--lr-power", type=float, default=0.9, help="poly policy exponent")
+    p.add_argument("--crop-size", type=int, default=128)
+    p.add_argument("--scale-min", type=float, default=0.5)
+    p.add_argument("--scale-max", type=float, default=2.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--config-hash", default="", help="hash of the configuration, recorded as provenance")
+
+    p = add("predict", cmd_predict, "Predict a split: VOC palette PNGs and float16 probabilities at a reduced stride for the CRF.")
+    _add_common(p)
+    p.add_argument("--split", default="val")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--pred-dir", required=True, type=Path, help="output folder of <id>.png")
+    p.add_argument("--probs-dir", required=True, type=Path, help="output folder of <id>.npz probabilities")
+    p.add_argument("--prob-stride", type=int, default=8, help="downsampling of the stored probabilities")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+
+    p = add("crf", cmd_crf, "Refine predictions with the fully-connected CRF (pydensecrf), in parallel over images.")
+    _add_common(p)
+    p.add_argument("--split", default="val")
+    p.add_argument("--probs-dir", required=True, type=Path)
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument("--preset", choices=("deeplab", "krahenbuhl"), default="deeplab", help="named parameter set; the flags below override it")
+    for name, help_text in (
+        ("w1", "bilateral kernel weight"), ("theta-alpha", "bilateral positional std (px)"),
+        ("theta-beta", "bilateral colour std"), ("w2", "Gaussian kernel weight"),
+        ("theta-gamma", "Gaussian positional std (px)"),
+    ):
+        p.add_argument(f"--{name}", type=float, help=help_text)
+    p.add_argument("--iterations", type=int, help="mean-field iterations")
+    p.add_argument("--threads", type=int, default=1, help="worker processes")
+
+    p = add("evaluate", cmd_evaluate, "Score predictions with and without CRF under the VOC protocol; writes metrics.parquet.")
+    _add_common(p)
+    p.add_argument("--split", default="val")
+    p.add_argument("--dataset", required=True, help="dataset label for the result rows")
+    p.add_argument("--model", required=True, help="run label for the result rows")
+    p.add_argument("--checkpoint", required=True, type=Path, help="the run's checkpoint (provenance only)")
+    p.add_argument("--pred-dir", required=True, type=Path)
+    p.add_argument("--crf-dir", type=Path, help="CRF-refined predictions (omit to score without CRF only)")
+    p.add_argument("--out", required=True, type=Path)
+
+    p = add("bench", cmd_bench, "Measure latency (median, p90), FPS, parameters, FLOPs and peak memory; writes bench.parquet.")
+    _add_common(p, data=False)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path, help="a trained run")
+    src.add_argument("--model", help="a registered architecture, freshly initialised")
+    p.add_argument("--width", type=float, default=1.0, help="with --model: channel multiplier")
+    p.add_argument("--num-classes", type=int, default=21, help="with --model")
+    p.add_argument("--size", type=_size, default=(512, 512), help="input HEIGHTxWIDTH")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--run-name", help="label of this run in result tables")
+    p.add_argument("--dataset", default="", help="dataset label for the result rows")
+    p.add_argument("--config-hash", default="")
+    p.add_argument("--out", required=True, type=Path)
+
+    p = add("collect", cmd_collect, "Concatenate tidy tables (Parquet, or CSV such as paper_results.csv) into one Parquet file.")
+    p.add_argument("inputs", nargs="+", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+
+    p = add("report", cmd_report, "Render tables and seaborn figures (index.html, report.md, figures/) from the collected Parquet tables.")
+    p.add_argument("--metrics", required=True, type=Path)
+    p.add_argument("--bench", required=True, type=Path)
+    p.add_argument("--paper", required=True, type=Path, help="the papers' figures as Parquet")
+    p.add_argument("--data", required=True, type=Path, help="dataset root, for the qualitative figures")
+    p.add_argument("--split", default="val")
+    p.add_argument("--runs-dir", required=True, type=Path, help="results/<dataset>, holding <model>/pred and <model>/crf")
+    p.add_argument("--samples", type=int, default=4, help="images in each qualitative figure")
+    p.add_argument("--out-dir", required=True, type=Path)
+
+    add("models", cmd_models, "List the registered architectures with their paper and output stride.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (InputError, PretrainedWeightsUnavailable, ValueError, FileNotFoundError, FloatingPointError) as exc:
+        print(f"segbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Fully-connected CRF post-processing (Krähenbühl & Koltun, NIPS 2011).
+
+As DeepLab uses it (Chen et al., arXiv:1412.7062, Section 3.2 and Eq. 2-3):
+unary = -log p from the network's softmax, a bilateral appearance kernel
+``w1 exp(-|p_i-p_j|^2 / 2 theta_alpha^2 - |I_i-I_j|^2 / 2 theta_beta^2)`` and a
+Gaussian smoothness kernel ``w2 exp(-|p_i-p_j|^2 / 2 theta_gamma^2)``, Potts
+compatibility, mean-field inference for a fixed number of iterations.
+The inference is pydensecrf's (package ``pydensecrf2``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pydensecrf.densecrf as dcrf
+from tqdm import tqdm
+
+from segbench.data.voc import read_ids, read_image, voc_dir, voc_palette
+from segbench.errors import InputError
+from segbench.io import atomic_dir, write_label_png
+
+
+@dataclass(frozen=True)
+class CRFParams:
+    """Kernel weights and widths in DeepLab's notation (Eq. 3)."""
+
+    w1: float = 4.0  # bilateral (appearance) weight
+    theta_alpha: float = 121.0  # bilateral positional std, pixels
+    theta_beta: float = 5.0  # bilateral colour std, intensity levels
+    w2: float = 3.0  # Gaussian (smoothness) weight
+    theta_gamma: float = 3.0  # Gaussian positional std, pixels
+    iterations: int = 10
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if value < 0 or (name.startswith("theta") and value == 0):
+                raise ValueError(f"CRF parameter {name} must be positive, got {value}")
+
+
+PRESETS: dict[str, CRFParams] = {
+    # DeepLab-LargeFOV's cross-validated values (released test prototxt; paper Section 4.1
+    # fixes w2 = 3, theta_gamma = 3 and searches w1, theta_alpha, theta_beta on val).
+    "deeplab": CRFParams(w1=4, theta_alpha=121, theta_beta=5, w2=3, theta_gamma=3, iterations=10),
+    # Krähenbühl & Koltun's demo (dense_inference.cpp; pydensecrf's README example).
+    "krahenbuhl": CRFParams(w1=10, theta_alpha=80, theta_beta=13, w2=3, theta_gamma=3, iterations=5),
+}
+
+# Probabilities are clipped before the log so a confident zero does not become +inf energy.
+_MIN_PROB = 1e-5
+
+
+def check_probabilities(probs: np.ndarray, *, name: str, atol: float = 2e-2) -> None:
+    """Raise InputError unless ``probs`` [C,H,W] is a finite distribution per pixel."""
+    if probs.ndim != 3:
+        raise InputError(f"{name}: probabilities must be [classes, height, width], got shape {probs.shape}")
+    if not np.isfinite(probs).all():
+        raise InputError(f"{name}: probabilities contain NaN or infinity")
+    sums = probs.sum(axis=0, dtype=np.float32)
+    worst = float(np.abs(sums - 1).max())
+    if worst > atol or probs.min() < 0:
+        raise InputError(f"{name}: probabilities do not sum to 1 over classes (max deviation {worst:.3g})")
+
+
+def dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams) -> np.ndarray:
+    """Refined probabilities [C,H,W] float32 for an RGB uint8 image [H,W,3]."""
+    num_classes, height, width = probs.shape
+    unary = -np.log(np.clip(probs, _MIN_PROB, 1.0)).reshape(num_classes, -1)
+    crf = dcrf.DenseCRF2D(width, height, num_classes)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
+    crf.addPairwiseGaussian(sxy=params.theta_gamma, compat=params.w2)
+    crf.addPairwiseBilateral(
+        sxy=params.theta_alpha, srgb=params.theta_beta, rgbim=np.array(image, dtype=np.uint8, order="C"), compat=params.w1
+    )
+    q = crf.inference(params.iterations)
+    return np.asarray(q, dtype=np.float32).reshape(num_classes, height, width)
+
+
+def load_probabilities(path: Path, *, name: str) -> tuple[np.ndarray, tuple[int, int]]:
+    """Compact float16 probabilities and the image size they belong to."""
+    try:
+        with np.load(path) as data:
+            return data["probs"].astype(np.float32), tuple(int(v) for v in data["size"])
+    except FileNotFoundError:
+        raise InputError(f"{name}: probabilities file {path} not found") from None
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"{name}: {path} is not a probabilities file ({exc})") from exc
+
+
+def _resize_axis(array: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Linear resampling along one axis with half-pixel centres (torch's align_corners=False)."""
+    length = array.shape[axis]
+    src = np.clip((np.arange(size) + 0.5) * (length / size) - 0.5, 0, length - 1)
+    low = np.floor(src).astype(np.int64)
+    high = np.minimum(low + 1, length - 1)
+    shape = [1] * array.ndim
+    shape[axis] = size
+    weight = (src - low).astype(array.dtype).reshape(shape)
+    return np.take(array, low, axis=axis) * (1 - weight) + np.take(array, high, axis=axis) * weight
+
+
+def upsample(probs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling of [C,h,w] to the image size, renormalised per pixel.
+
+    NumPy rather than torch: CRF workers are forked, and a forked child must not
+    use the parent's OpenMP thread pool.
+    """
+    full = _resize_axis(_resize_axis(probs, size[0], 1), size[1], 2)
+    np.clip(full, 0, None, out=full)
+    return full / np.maximum(full.sum(0, keepdims=True), 1e-12)
+
+
+def _crf_one(job: tuple[str, Path, Path, CRFParams]) -> tuple[str, np.ndarray]:
+    image_id, image_path, probs_path, params = job
+    probs, size = load_probabilities(probs_path, name=image_id)
+    check_probabilities(probs, name=image_id)
+    image = read_image(image_path)
+    if image.shape[:2] != size:
+        raise InputError(
+            f"{image_id}: probabilities are for a {size[1]}x{size[0]} image but "
+            f"{image_path.name} is {image.shape[1]}x{image.shape[0]}"
+        )
+    return image_id, dense_crf(image, upsample(probs, size), params).argmax(0).astype(np.uint8)
+
+
+def run_crf(
+    *,
+    data_root: str | Path,
+    split: str,
+    probs_dir: str | Path,
+    out_dir: str | Path,
+    params: CRFParams,
+    threads: int = 1,
+) -> int:
+    """CRF-refine every image of ``split`` in ``threads`` processes; returns the count."""
+    ids = read_ids(data_root, split)
+    images = voc_dir(data_root) / "JPEGImages"
+    jobs = [(i, images / f"{i}.jpg", Path(probs_dir) / f"{i}.npz", params) for i in ids]
+    palette = voc_palette()
+    with atomic_dir(out_dir) as staging:
+        # Worker processes, not threads: the mean-field loop holds the GIL. Forked, so
+        # they start at once; this process runs no torch op that could leave a thread pool.
+        pool = multiprocessing.get_context("fork").Pool(threads) if threads > 1 else None
+        try:
+            results = pool.imap(_crf_one, jobs) if pool else map(_crf_one, jobs)
+            for image_id, labels in tqdm(results, total=len(jobs), desc="crf", unit="img"):
+                write_label_png(labels, staging / f"{image_id}.png", palette)
+        finally:
+            if pool:
+                pool.terminate()
+    return len(ids)

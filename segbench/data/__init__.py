@@ -1,0 +1,1 @@
+"""Datasets: the VOC reader, the embedded generator and the VOC/SBD download."""

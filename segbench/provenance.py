@@ -1,0 +1,50 @@
+"""Provenance columns recorded on every result row (DESIGN.md house rule 6)."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from pathlib import Path
+
+import torch
+
+from segbench.errors import InputError
+
+PROVENANCE_COLUMNS = ("git_commit", "torch_version", "device", "seed", "config_hash")
+
+
+@functools.cache
+def git_commit() -> str:
+    """Commit of the segbench checkout ("+dirty" if it has local changes), or "unknown"."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def provenance(*, device: str, seed: int | None, config_hash: str) -> dict[str, object]:
+    return {
+        "git_commit": git_commit(),
+        "torch_version": str(torch.__version__),
+        "device": device,
+        "seed": seed,
+        "config_hash": config_hash,
+    }
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; an explicit CUDA request without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available on this machine")
+    return device

@@ -1,0 +1,232 @@
+"""The report: tables and seaborn figures from the collected Parquet tables.
+
+Reproduced numbers come only from ``metrics.parquet`` and ``bench.parquet``;
+the "paper" columns come only from the papers' table (config/paper_results.csv,
+collected to Parquet), matched through each model's registry entry (its
+``family`` and ``paper_variant``).
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
+
+from segbench.data.voc import mask_dir as gt_mask_dir
+from segbench.data.voc import read_ids, read_image, read_label_png, voc_dir, voc_palette
+from segbench.io import atomic_dir, read_parquet
+from segbench.models import model_info
+
+FIGURES = ("miou", "speed_accuracy", "per_class_iou")
+
+
+def _paper_value(paper: pd.DataFrame, arch: str, metric: str, crf: str | None = None) -> tuple[float, str]:
+    """The paper's figure for ``arch`` on VOC 2012 (val preferred over test), with its source."""
+    info = model_info(arch)
+    rows = paper[(paper["paper"] == info.family) & (paper["metric"] == metric)]
+    if metric == "params" and len(rows) == 1:
+        pass  # a paper that states one parameter count states it for all its variants
+    elif info.paper_variant is None:
+        return np.nan, ""
+    else:
+        rows = rows[rows["variant"] == info.paper_variant]
+    if metric == "mIoU":
+        rows = rows[rows["dataset"] == "VOC2012"]
+        if crf is not None:
+            rows = rows[rows["crf"] == crf]
+        rows = rows.assign(order=rows["split"].map({"val": 0, "test": 1})).sort_values("order")
+    values = pd.to_numeric(rows["value"], errors="coerce")
+    rows = rows[values.notna()]
+    if rows.empty:
+        return np.nan, ""
+    row = rows.iloc[0]
+    split = f"VOC12 {row['split']}, " if metric == "mIoU" else ""
+    return float(row["value"]), f"{split}arXiv:{row['arxiv']} {row['source']}"
+
+
+def accuracy_table(metrics: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    summary = metrics[metrics["class"].isna()]
+    wide = summary.pivot_table(index=["model", "arch"], columns=["metric", "crf"], values="value")
+    rows = []
+    for (model, arch), row in wide.iterrows():
+        plain, plain_src = _paper_value(paper, arch, "mIoU", "no")
+        with_crf, crf_src = _paper_value(paper, arch, "mIoU", "yes")
+        rows.append(
+            {
+                "model": model,
+                "arch": arch,
+                "mIoU": 100 * row.get(("mIoU", False), np.nan),
+                "mIoU +CRF": 100 * row.get(("mIoU", True), np.nan),
+                "CRF gain": 100 * (row.get(("mIoU", True), np.nan) - row.get(("mIoU", False), np.nan)),
+                "pixel acc": 100 * row.get(("pixel_acc", False), np.nan),
+                "mean acc": 100 * row.get(("mean_acc", False), np.nan),
+                "fwIoU": 100 * row.get(("fwIoU", False), np.nan),
+                "paper mIoU": plain,
+                "paper mIoU +CRF": with_crf,
+                "paper source": "; ".join(s for s in dict.fromkeys([plain_src, crf_src]) if s),
+            }
+        )
+    return pd.DataFrame(rows).sort_values("mIoU", ascending=False)
+
+
+def speed_table(bench: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    wide = bench.pivot_table(
+        index=["model", "arch", "width", "input_height", "input_width", "device", "threads"],
+        columns="metric",
+        values="value",
+    ).reset_index()
+    wide["paper params"] = [_paper_value(paper, a, "params")[0] for a in wide["arch"]]
+    columns = {
+        "model": "model", "arch": "arch", "width": "width", "params": "params (M)",
+        "paper params": "paper params (M)", "gflops": "GFLOPs", "latency_median": "latency median (ms)",
+        "latency_p90": "latency p90 (ms)", "fps": "FPS", "peak_memory": "peak memory (MiB)",
+        "input_height": "H", "input_width": "W", "device": "device", "threads": "threads",
+    }
+    return wide[list(columns)].rename(columns=columns).sort_values("latency median (ms)")
+
+
+def _save(fig: Figure, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def figures(metrics: pd.DataFrame, bench: pd.DataFrame, out: Path) -> None:
+    sns.set_theme(style="whitegrid")
+    summary = metrics[(metrics["metric"] == "mIoU") & metrics["class"].isna()].copy()
+    summary["mIoU (%)"] = 100 * summary["value"]
+    summary["CRF"] = summary["crf"].map({False: "no", True: "yes"})
+    order = summary[~summary["crf"]].sort_values("value", ascending=False)["model"]
+    fig = Figure(figsize=(max(6, 0.55 * len(order) + 2), 4))
+    ax = fig.subplots()
+    sns.barplot(data=summary, x="model", y="mIoU (%)", hue="CRF", order=order, ax=ax)
+    ax.tick_params(axis="x", rotation=45)
+    ax.set_title("Mean IoU with and without the dense CRF")
+    _save(fig, out / "miou.png")
+
+    latency = bench[bench["metric"] == "latency_median"].set_index("model")["value"]
+    params = bench[bench["metric"] == "params"].set_index("model")["value"]
+    plain = summary[~summary["crf"]].set_index("model")["mIoU (%)"]
+    joint = pd.DataFrame({"latency (ms)": latency, "params (M)": params, "mIoU (%)": plain}).dropna().reset_index()
+    fig = Figure(figsize=(6.5, 4.5))
+    ax = fig.subplots()
+    sns.scatterplot(data=joint, x="latency (ms)", y="mIoU (%)", size="params (M)", hue="model", sizes=(40, 400), ax=ax)
+    ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize="small")
+    ax.set_title("Accuracy against latency (marker area: parameters)")
+    _save(fig, out / "speed_accuracy.png")
+
+    per_class = metrics[(metrics["metric"] == "IoU") & ~metrics["crf"]]
+    grid = 100 * per_class.pivot_table(index="class", columns="model", values="value", sort=False)
+    fig = Figure(figsize=(max(5, 0.6 * grid.shape[1] + 3), 0.32 * grid.shape[0] + 1.5))
+    ax = fig.subplots()
+    sns.heatmap(grid, annot=grid.shape[1] <= 8, fmt=".0f", cmap="viridis", vmin=0, vmax=100, ax=ax, cbar_kws={"label": "IoU (%)"})
+    ax.set_title("Per-class IoU (no CRF)")
+    _save(fig, out / "per_class_iou.png")
+
+
+def qualitative(data_root: Path, split: str, run_dir: Path, model: str, samples: int, out: Path) -> None:
+    """Image / ground truth / prediction / prediction + CRF for the first ``samples`` images."""
+    palette = np.array(voc_palette(), dtype=np.uint8).reshape(256, 3)
+    ids = read_ids(data_root, split)[:samples]
+    num_classes = 256  # display only: labels were validated when evaluated
+    columns = ("image", "ground truth", "prediction", "prediction + CRF")
+    fig = Figure(figsize=(10, 2.4 * len(ids)))
+    axes = fig.subplots(len(ids), 4, squeeze=False)
+    for row, image_id in zip(axes, ids):
+        panels = [
+            read_image(voc_dir(data_root) / "JPEGImages" / f"{image_id}.jpg"),
+            palette[read_label_png(gt_mask_dir(data_root) / f"{image_id}.png", num_classes)],
+            palette[read_label_png(run_dir / "pred" / f"{image_id}.png", num_classes)],
+            palette[read_label_png(run_dir / "crf" / f"{image_id}.png", num_classes)],
+        ]
+        for ax, panel, title in zip(row, panels, columns):
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_title(title if image_id == ids[0] else "", fontsize=9)
+            ax.axis("off")
+        row[0].text(-3, panels[0].shape[0] / 2, image_id, rotation=90, va="center", ha="right", fontsize=7)
+    fig.suptitle(model)
+    _save(fig, out / f"qualitative_{model}.png")
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    return table.to_markdown(index=False, floatfmt=".2f")
+
+
+def _html_table(table: pd.DataFrame) -> str:
+    return table.to_html(index=False, float_format=lambda v: f"{v:.2f}", na_rep="—", border=0, classes="t")
+
+
+def write_report(
+    *,
+    metrics_path: str | Path,
+    bench_path: str | Path,
+    paper_path: str | Path,
+    out_dir: str | Path,
+    data_root: str | Path,
+    split: str,
+    runs_dir: str | Path,
+    samples: int = 4,
+) -> Path:
+    metrics = read_parquet(metrics_path)
+    bench = read_parquet(bench_path)
+    paper = read_parquet(paper_path)
+    accuracy = accuracy_table(metrics, paper)
+    speed = speed_table(bench, paper)
+    datasets = ", ".join(sorted(metrics["dataset"].unique()))
+    commits = ", ".join(sorted(metrics["git_commit"].dropna().unique()))
+    models = list(accuracy["model"])
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as staging:
+        fig_dir = staging / "figures"
+        fig_dir.mkdir()
+        figures(metrics, bench, fig_dir)
+        for model in models:
+            qualitative(Path(data_root), split, Path(runs_dir) / model, model, samples, fig_dir)
+        caveat = (
+            "Paper figures are PASCAL VOC 2012 results of full-width, ImageNet-initialised models; "
+            f"reproduced figures here are on **{datasets}** and are comparable to the papers only "
+            "when that is `voc2012` with the paper configuration."
+        )
+        figs = [f"figures/{name}.png" for name in FIGURES] + [f"figures/qualitative_{m}.png" for m in models]
+        md = [
+            "# segbench report",
+            "",
+            f"Dataset: {datasets} (split `{split}`). Code: {commits}.",
+            "",
+            caveat,
+            "",
+            "## Accuracy (%, VOC protocol)",
+            "",
+            _markdown(accuracy),
+            "",
+            "## Speed and size",
+            "",
+            _markdown(speed),
+            "",
+            "## Figures",
+            "",
+            *[f"![{Path(f).stem}]({f})" for f in figs],
+            "",
+        ]
+        (staging / "report.md").write_text("\n".join(md))
+        page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>segbench report</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}
+table.t{{border-collapse:collapse;font-size:0.9em}} table.t td,table.t th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}
+img{{max-width:100%;margin:1em 0}}</style></head><body>
+<h1>segbench report</h1>
+<p>Dataset: {html.escape(datasets)} (split <code>{html.escape(split)}</code>). Code: {html.escape(commits)}.</p>
+<p>{html.escape(caveat).replace("**", "")}</p>
+<h2>Accuracy (%, VOC protocol)</h2>
+{_html_table(accuracy)}
+<h2>Speed and size</h2>
+{_html_table(speed)}
+<h2>Figures</h2>
+{"".join(f'<img src="{f}" alt="{Path(f).stem}">' for f in figs)}
+</body></html>
+"""
+        (staging / "index.html").write_text(page)
+    return out_dir / "index.html"

@@ -1,0 +1,171 @@
+"""Training: SGD with momentum and the "poly" learning-rate policy.
+
+The recipe shared by DeepLab (Chen et al. 2017, Section 4.1: lr x (1 - iter/max)^0.9,
+momentum 0.9, weight decay 5e-4) and torchvision's segmentation references:
+cross-entropy that ignores void (255), random scale / crop / flip.
+Models with an auxiliary head (PSPNet) add its loss with the weight the model
+declares (``aux_weight``, 0.4 in Zhao et al. 2017, Section 3.3).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from segbench.checkpoint import save_checkpoint
+from segbench.data.voc import VOID, TrainTransform, VOCSegmentation
+from segbench.io import write_parquet
+from segbench.models import build_model
+from segbench.provenance import PROVENANCE_COLUMNS, provenance, resolve_device
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int = 1000
+    batch_size: int = 8
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_power: float = 0.9
+    crop_size: int = 128
+    scale_min: float = 0.5
+    scale_max: float = 2.0
+    seed: int = 0
+    workers: int = 0
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        for field in ("iterations", "batch_size", "crop_size", "log_every"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        if not 0 < self.scale_min <= self.scale_max:
+            raise ValueError(f"need 0 < scale_min <= scale_max, got {self.scale_min}, {self.scale_max}")
+
+
+def _batches(dataset: VOCSegmentation, config: TrainConfig):
+    """Endless batches, reshuffled each epoch from the seed."""
+    for epoch in itertools.count():
+        dataset.epoch = epoch
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=config.batch_size,
+            shuffle=True,
+            drop_last=len(dataset) >= config.batch_size,
+            num_workers=config.workers,
+            generator=generator,
+        )
+        yield from loader
+
+
+def segmentation_loss(output: torch.Tensor | dict[str, torch.Tensor], target: torch.Tensor, aux_weight: float) -> torch.Tensor:
+    if isinstance(output, dict):
+        loss = F.cross_entropy(output["out"], target, ignore_index=VOID)
+        if "aux" in output:
+            loss = loss + aux_weight * F.cross_entropy(output["aux"], target, ignore_index=VOID)
+        return loss
+    return F.cross_entropy(output, target, ignore_index=VOID)
+
+
+def train(
+    *,
+    data_root: str | Path,
+    split: str,
+    model_name: str,
+    out_dir: str | Path,
+    config: TrainConfig,
+    num_classes: int = 21,
+    width: float = 1.0,
+    options: dict[str, Any] | None = None,
+    pretrained_backbone: bool | str = False,
+    device: str = "auto",
+    config_hash: str = "",
+    run_name: str | None = None,
+) -> Path:
+    """Train ``model_name``; writes ``checkpoint.pt`` and ``train_log.parquet`` to ``out_dir``."""
+    options = dict(options or {})
+    out_dir = Path(out_dir)
+    dev = resolve_device(device)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    dataset = VOCSegmentation(
+        data_root,
+        split,
+        num_classes=num_classes,
+        transform=TrainTransform(config.crop_size, config.scale_min, config.scale_max),
+        seed=config.seed,
+    )
+    model = build_model(
+        model_name, num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone, **options
+    ).to(dev)
+    model.train()
+    aux_weight = float(getattr(model, "aux_weight", 0.4))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda it: (1 - it / config.iterations) ** config.lr_power
+    )
+    rows = []
+    start = time.perf_counter()
+    window_loss, window_n = 0.0, 0
+    progress = tqdm(total=config.iterations, desc=f"train {model_name}", unit="it")
+    for iteration, (x, y) in enumerate(_batches(dataset, config), start=1):
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        loss = segmentation_loss(model(x), y, aux_weight)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"{model_name}: loss became {loss.item()} at iteration {iteration}; lower the learning rate"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        window_loss += loss.item()
+        window_n += 1
+        progress.update()
+        if iteration % config.log_every == 0 or iteration == config.iterations:
+            elapsed = time.perf_counter() - start
+            rows.append(
+                {
+                    "iteration": iteration,
+                    "loss": window_loss / window_n,
+                    "lr": lr,
+                    "elapsed_s": elapsed,
+                    "images_per_s": iteration * config.batch_size / elapsed,
+                }
+            )
+            progress.set_postfix(loss=f"{window_loss / window_n:.3f}", lr=f"{lr:.2g}")
+            window_loss, window_n = 0.0, 0
+        if iteration == config.iterations:
+            break
+    progress.close()
+    meta = {
+        "train": asdict(config),
+        "data_root": str(data_root),
+        "split": split,
+        "run": run_name or model_name,
+        "pretrained_backbone": pretrained_backbone,
+        "train_seconds": time.perf_counter() - start,
+        **provenance(device=str(dev), seed=config.seed, config_hash=config_hash),
+    }
+    log = pd.DataFrame(rows)
+    log.insert(0, "model", run_name or model_name)
+    log.insert(1, "arch", model_name)
+    for key in PROVENANCE_COLUMNS:
+        log[key] = meta[key]
+    write_parquet(log, out_dir / "train_log.parquet")
+    checkpoint = out_dir / "checkpoint.pt"
+    save_checkpoint(
+        checkpoint, model, name=model_name, num_classes=num_classes, width=width, options=options, meta=meta
+    )
+    return checkpoint

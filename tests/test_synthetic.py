@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from segbench.data.synthetic import CLASSES, generate, render_sample
+from segbench.data.voc import VOID, read_ids, voc_dir, voc_palette
+
+
+def test_layout_is_voc(tiny_dataset: Path) -> None:
+    root = voc_dir(tiny_dataset)
+    assert read_ids(tiny_dataset, "train")[:2] == ["train_000000", "train_000001"]
+    assert len(read_ids(tiny_dataset, "train")) == 12 and len(read_ids(tiny_dataset, "val")) == 4
+    assert len(read_ids(tiny_dataset, "trainval")) == 16
+    for image_id in read_ids(tiny_dataset, "trainval"):
+        with Image.open(root / "SegmentationClass" / f"{image_id}.png") as mask:
+            assert mask.mode == "P" and mask.getpalette()[:63] == voc_palette()[:63]
+        with Image.open(root / "JPEGImages" / f"{image_id}.jpg") as image:
+            assert image.format == "JPEG" and image.size == (64, 48)
+    assert (root / "classes.txt").read_text().split() == list(CLASSES)
+    assert len(CLASSES) == 21
+
+
+def test_deterministic_and_splits_independent(tmp_path: Path) -> None:
+    a = generate(tmp_path / "a", seed=1, num_train=3, num_val=2, height=40, width=40)
+    b = generate(tmp_path / "b", seed=1, num_train=5, num_val=2, height=40, width=40)
+    c = generate(tmp_path / "c", seed=2, num_train=3, num_val=2, height=40, width=40)
+    read = lambda root, i: np.asarray(Image.open(root / "SegmentationClass" / f"{i}.png"))  # noqa: E731
+    for i in ("train_000000", "val_000001"):
+        assert np.array_equal(read(a, i), read(b, i)), "changing num_train must not change other images"
+    assert not np.array_equal(read(a, "val_000000"), read(c, "val_000000"))
+
+
+def test_scenes_have_what_the_papers_need() -> None:
+    """Across scenes: many classes, small and large objects, thin parts, void bands."""
+    rng = np.random.default_rng(0)
+    seen, small, large, void = set(), 0, 0, 0
+    for _ in range(60):
+        image, labels = render_sample(rng, 96, 128)
+        assert image.shape == (96, 128, 3) and image.dtype == np.uint8
+        classes = set(np.unique(labels).tolist()) - {0, VOID}
+        seen |= classes
+        for c in classes:
+            area = (labels == c).sum() / labels.size
+            small += area < 0.002
+            large += area > 0.25
+        void += (labels == VOID).any()
+    assert len(seen) >= 18
+    assert small > 0 and large > 0
+    assert void == 60
+
+
+def test_failed_generation_keeps_the_old_dataset(tmp_path: Path) -> None:
+    generate(tmp_path, seed=0, num_train=2, num_val=1, height=32, width=32)
+    before = sorted(p.name for p in (voc_dir(tmp_path) / "JPEGImages").iterdir())
+    try:
+        generate(tmp_path, seed=0, num_train=2, num_val=0, height=32, width=32)
+    except ValueError as exc:
+        assert "num_val" in str(exc)
+    assert sorted(p.name for p in (voc_dir(tmp_path) / "JPEGImages").iterdir()) == before

@@ -1,0 +1,20 @@
+rule bench:
+    input:
+        checkpoint="results/{dataset}/{model}/checkpoint.pt",
+    output:
+        "results/{dataset}/{model}/bench.parquet",
+    params:
+        size=lambda wildcards: f"{config['bench']['height']}x{config['bench']['width']}",
+        warmup=config["bench"]["warmup"],
+        repeats=config["bench"]["repeats"],
+        config_hash=lambda wildcards: config_hash(wildcards.model),
+    # All cores: locally nothing else runs while latency is measured.
+    threads: workflow.cores
+    log:
+        "results/{dataset}/{model}/logs/bench.log",
+    conda:
+        ENV
+    shell:
+        "segbench bench --checkpoint {input.checkpoint} --size {params.size} --warmup {params.warmup}"
+        " --repeats {params.repeats} --threads {threads} --run-name {wildcards.model}"
+        " --dataset {wildcards.dataset} --config-hash {params.config_hash} --out {output} > {log} 2>&1"

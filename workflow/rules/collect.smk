@@ -1,0 +1,37 @@
+rule collect_metrics:
+    input:
+        expand("results/{dataset}/{model}/metrics.parquet", dataset=DATASET, model=RUNS),
+    output:
+        "results/metrics.parquet",
+    log:
+        "results/logs/collect_metrics.log",
+    conda:
+        ENV
+    shell:
+        "segbench collect {input} --out {output} > {log} 2>&1"
+
+
+rule collect_bench:
+    input:
+        expand("results/{dataset}/{model}/bench.parquet", dataset=DATASET, model=RUNS),
+    output:
+        "results/bench.parquet",
+    log:
+        "results/logs/collect_bench.log",
+    conda:
+        ENV
+    shell:
+        "segbench collect {input} --out {output} > {log} 2>&1"
+
+
+rule paper_results:
+    input:
+        config["report"]["paper_results"],
+    output:
+        "results/paper_results.parquet",
+    log:
+        "results/logs/paper_results.log",
+    conda:
+        ENV
+    shell:
+        "segbench collect {input} --out {output} > {log} 2>&1"

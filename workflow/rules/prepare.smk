@@ -1,0 +1,18 @@
+def prepare_args(wildcards):
+    dataset = config["dataset"]
+    if dataset["source"] == "synthetic":
+        return "synthetic " + flags(dataset["synthetic"])
+    return f"voc2012 --archives {dataset['archives']}"
+
+
+rule prepare:
+    output:
+        directory("resources/{dataset}/VOCdevkit"),
+    params:
+        args=prepare_args,
+    log:
+        "resources/{dataset}/prepare.log",
+    conda:
+        ENV
+    shell:
+        "segbench prepare {params.args} --out resources/{wildcards.dataset} > {log} 2>&1"

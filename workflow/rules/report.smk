@@ -1,0 +1,30 @@
+rule report:
+    input:
+        metrics="results/metrics.parquet",
+        bench="results/bench.parquet",
+        paper="results/paper_results.parquet",
+        data=expand("resources/{dataset}/VOCdevkit", dataset=DATASET),
+        crf=expand("results/{dataset}/{model}/crf", dataset=DATASET, model=RUNS),
+    output:
+        html="results/report/index.html",
+        markdown="results/report/report.md",
+        miou=report("results/report/figures/miou.png", caption="../report/miou.rst", category="Accuracy"),
+        per_class=report(
+            "results/report/figures/per_class_iou.png", caption="../report/per_class_iou.rst", category="Accuracy"
+        ),
+        speed=report(
+            "results/report/figures/speed_accuracy.png", caption="../report/speed_accuracy.rst", category="Speed"
+        ),
+    params:
+        data=f"resources/{DATASET}",
+        runs=f"results/{DATASET}",
+        split=config["dataset"]["val_split"],
+        samples=config["report"]["samples"],
+    log:
+        "results/logs/report.log",
+    conda:
+        ENV
+    shell:
+        "segbench report --metrics {input.metrics} --bench {input.bench} --paper {input.paper}"
+        " --data {params.data} --split {params.split} --runs-dir {params.runs} --samples {params.samples}"
+        " --out-dir results/report > {log} 2>&1"
