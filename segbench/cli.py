@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +27,7 @@ stages, in pipeline order:
   bench     latency, FPS, params, FLOPs, memory -> bench.parquet
   collect   concatenate per-model tables into one Parquet file
   report    tables and figures -> index.html, report.md, figures/
-  models    list the registered architectures
+  models    list the registered architectures, their parameters and their papers
 
 example (the embedded dataset, one model, by hand):
   segbench prepare synthetic --out resources/embedded
@@ -189,15 +190,21 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from segbench.models import list_models, model_info
+    from segbench.collect import read_table
+    from segbench.models.summary import find_paper_table, format_table, model_summaries
 
-    rows = []
-    for name in list_models():
-        info = model_info(name)
-        rows.append((name, info.family, f"arXiv:{info.arxiv}", f"OS{info.output_stride}", info.citation))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+    paper_path = args.paper if args.paper is not None else find_paper_table()
+    if paper_path is None:
+        print("segbench models: no config/paper_results.csv found; the paper column stays empty (see --paper)", file=sys.stderr)
+    paper = None if paper_path is None else read_table(paper_path)
+    text = format_table(model_summaries(paper), markdown=args.markdown)
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (e.g. `head`) has gone: stop quietly, and keep Python's
+        # final flush of stdout from reporting the same error again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 # --- parser -----------------------------------------------------------------
@@ -321,7 +328,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=4, help="images in each qualitative figure")
     p.add_argument("--out-dir", required=True, type=Path)
 
-    add("models", cmd_models, "List the registered architectures with their paper and output stride.")
+    p = add(
+        "models", cmd_models,
+        "List the registered architectures: paper, logits stride, parameters at width 1.0 "
+        "(21 classes) against the paper's count, citation.",
+    )
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (as in docs/models.md)")
+    p.add_argument(
+        "--paper", type=Path,
+        help="the papers' table (CSV or Parquet); default: config/paper_results.csv in the working "
+        "directory or the source checkout",
+    )
     return parser
 
 

@@ -19,31 +19,16 @@ from matplotlib.figure import Figure  # no pyplot: no global state, no display n
 from segbench.data.voc import mask_dir as gt_mask_dir
 from segbench.data.voc import read_ids, read_image, read_label_png, voc_dir, voc_palette
 from segbench.io import atomic_dir, read_parquet
-from segbench.models import model_info
+from segbench.models.summary import paper_row
 
 FIGURES = ("miou", "speed_accuracy", "per_class_iou")
 
 
 def _paper_value(paper: pd.DataFrame, arch: str, metric: str, crf: str | None = None) -> tuple[float, str]:
     """The paper's figure for ``arch`` on VOC 2012 (val preferred over test), with its source."""
-    info = model_info(arch)
-    rows = paper[(paper["paper"] == info.family) & (paper["metric"] == metric)]
-    if metric == "params" and len(rows) == 1:
-        pass  # a paper that states one parameter count states it for all its variants
-    elif info.paper_variant is None:
+    row = paper_row(paper, arch, metric, crf)
+    if row is None:
         return np.nan, ""
-    else:
-        rows = rows[rows["variant"] == info.paper_variant]
-    if metric == "mIoU":
-        rows = rows[rows["dataset"] == "VOC2012"]
-        if crf is not None:
-            rows = rows[rows["crf"] == crf]
-        rows = rows.assign(order=rows["split"].map({"val": 0, "test": 1})).sort_values("order")
-    values = pd.to_numeric(rows["value"], errors="coerce")
-    rows = rows[values.notna()]
-    if rows.empty:
-        return np.nan, ""
-    row = rows.iloc[0]
     split = f"VOC12 {row['split']}, " if metric == "mIoU" else ""
     return float(row["value"]), f"{split}arXiv:{row['arxiv']} {row['source']}"
 

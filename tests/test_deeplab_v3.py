@@ -164,7 +164,7 @@ def _input_shape(module: nn.Module, model: nn.Module, x: torch.Tensor) -> tuple[
 @pytest.mark.parametrize("name", ALL)
 def test_logits_stride_is_the_registered_output_stride(name: str) -> None:
     model = build_model(name, num_classes=3, width=WIDTH)
-    stride = model_info(name).output_stride
+    stride = model_info(name).logits_stride
     assert _input_shape(model.classifier, model, torch.randn(1, 3, 65, 81)) == (
         math.ceil(65 / stride),
         math.ceil(81 / stride),

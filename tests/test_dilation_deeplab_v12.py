@@ -82,7 +82,7 @@ def test_msc_adds_five_128_channel_mlps_before_the_classifier() -> None:
 @pytest.mark.parametrize("name", OURS)
 def test_registered_with_output_stride_8_and_the_csv_family(name: str) -> None:
     info = model_info(name)
-    assert info.output_stride == 8
+    assert info.logits_stride == 8
     assert info.family in ("Dilation", "DeepLab v1", "DeepLab v2")
 
 

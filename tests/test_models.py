@@ -64,7 +64,7 @@ def test_deterministic_under_a_seed(name: str) -> None:
 @pytest.mark.parametrize("name", list_models())
 def test_registry_entry_cites_the_paper(name: str) -> None:
     info = model_info(name)
-    assert info.arxiv and info.citation and info.output_stride in (1, 2, 4, 8, 16, 32)
+    assert info.arxiv and info.citation and info.logits_stride in (1, 2, 4, 8, 16, 32)
     doc = info.builder.__module__
     module_doc = __import__(doc, fromlist=["__doc__"]).__doc__
     assert module_doc and info.arxiv in module_doc, f"{doc} docstring must cite arXiv:{info.arxiv}"

@@ -68,7 +68,7 @@ def test_registry_facts_match_the_papers_and_the_results_table() -> None:
     for name in NAMES:
         info = model_info(name)
         family, stride = expected[name.split("_")[0]]
-        assert (info.family, info.output_stride) == (family, stride), name
+        assert (info.family, info.logits_stride) == (family, stride), name
         if info.paper_variant is not None:
             assert (info.family, info.paper_variant) in variants, name
     assert model_info("pspnet_resnet101").paper_variant == "PSPNet"

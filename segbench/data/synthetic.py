@@ -5,11 +5,12 @@ Deterministic from a seed (each image draws from its own generator keyed by
 unchanged). It is built so that the papers' claims can show on a CPU:
 
 * 20 object classes = 5 shapes x 4 materials. A material is a texture
-  (stripes, checkerboard, dots, plain gradient) with a loose hue range that
-  overlaps the clutter's colours, so colour alone does not identify a class and
-  a pixel's class needs context: the shape of the object it lies in. Large
-  receptive fields (FCN-32s vs 8s, DeepLab's LargeFOV, ASPP, pyramid pooling,
-  large kernels) should matter.
+  (stripes, checkerboard, dots, plain gradient) with its own hue range, so
+  colour and texture tell the material but only the object's shape tells
+  the class within it: a pixel's class needs context, the extent of the
+  object it lies in. Large receptive fields (FCN-32s vs 8s, DeepLab's
+  LargeFOV, ASPP, pyramid pooling, large kernels) should matter. Clutter
+  takes any hue, so colour alone does not even tell object from background.
 * sizes log-uniform from a few pixels to most of the frame; thin structures
   (polylines 2-4 px wide: one of the shapes) test fine detail and skips.
 * objects occlude each other; the background is cluttered with irregular
@@ -34,8 +35,8 @@ from segbench.io import atomic_dir, write_label_png
 SHAPES = ("ellipse", "rectangle", "triangle", "ring", "thin")
 MATERIALS = ("stripes", "checker", "dots", "plain")
 CLASSES = ("background",) + tuple(f"{s}-{m}" for s in SHAPES for m in MATERIALS)
-# Hue ranges per material (HSV hue in [0,1)); wide and overlapping on purpose.
-_HUES = {"stripes": (0.95, 0.15), "checker": (0.5, 0.75), "dots": (0.2, 0.45), "plain": (0.0, 1.0)}
+# Hue ranges per material (HSV hue in [0,1), the first may wrap past 1).
+_HUES = {"stripes": (0.95, 0.08), "checker": (0.55, 0.68), "dots": (0.25, 0.4), "plain": (0.75, 0.88)}
 _SPLIT_CODE = {"train": 0, "val": 1}
 
 
@@ -48,12 +49,12 @@ def _hue_colour(rng: np.random.Generator, hue_range: tuple[float, float], sat: t
 
 def _texture(rng: np.random.Generator, material: str, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
     """HxWx3 float image of one material; colours drawn per object."""
-    a = _hue_colour(rng, _HUES[material], (0.4, 0.9), (0.5, 1.0))
-    b = a * rng.uniform(0.3, 0.6)
+    a = _hue_colour(rng, _HUES[material], (0.5, 0.95), (0.55, 1.0))
+    b = a * rng.uniform(0.2, 0.5)
     angle = rng.uniform(0, np.pi)
     u = xx * np.cos(angle) + yy * np.sin(angle)
     v = -xx * np.sin(angle) + yy * np.cos(angle)
-    period = rng.uniform(4, 8)
+    period = rng.uniform(5, 9)
     if material == "stripes":
         t = (np.sin(2 * np.pi * u / period) > 0).astype(np.float32)
     elif material == "checker":
@@ -74,7 +75,7 @@ def _polygon(cx: float, cy: float, radii: np.ndarray, angle: float) -> list[tupl
 
 def _shape_mask(rng: np.random.Generator, shape: str, height: int, width: int) -> np.ndarray:
     """Boolean mask of one object, its size log-uniform from a few pixels to the frame."""
-    size = float(np.exp(rng.uniform(np.log(5), np.log(1.1 * min(height, width)))))
+    size = float(np.exp(rng.uniform(np.log(6), np.log(1.25 * min(height, width)))))
     cx, cy = rng.uniform(0, width), rng.uniform(0, height)
     angle = rng.uniform(0, 2 * np.pi)
     canvas = Image.new("L", (width, height), 0)
@@ -124,7 +125,7 @@ def _boundary_band(labels: np.ndarray, radius: int) -> np.ndarray:
     return band
 
 
-def render_sample(rng: np.random.Generator, height: int, width: int, max_objects: int = 6) -> tuple[np.ndarray, np.ndarray]:
+def render_sample(rng: np.random.Generator, height: int, width: int, max_objects: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """One scene: RGB uint8 HxWx3 and labels uint8 HxW (0 = background, 255 = void)."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     # Background: a muted colour with low-frequency shading.
@@ -133,7 +134,7 @@ def render_sample(rng: np.random.Generator, height: int, width: int, max_objects
     shade = np.asarray(Image.fromarray((shade * 100).astype(np.uint8)).resize((width, height), Image.BILINEAR), dtype=np.float32) / 100
     image = base * shade
     # Clutter: irregular blobs with speckle texture and strokes, all background.
-    for _ in range(int(rng.integers(2, 7))):
+    for _ in range(int(rng.integers(1, 5))):
         canvas = Image.new("L", (width, height), 0)
         draw = ImageDraw.Draw(canvas)
         r = float(np.exp(rng.uniform(np.log(3), np.log(0.25 * min(height, width)))))
@@ -144,11 +145,11 @@ def render_sample(rng: np.random.Generator, height: int, width: int, max_objects
             end = center[0] + rng.normal(0, r * 2), center[1] + rng.normal(0, r * 2)
             draw.line([center, end], fill=1, width=int(rng.integers(1, 4)))
         mask = np.asarray(canvas, dtype=bool)
-        colour = _hue_colour(rng, (0.0, 1.0), (0.2, 0.8), (0.3, 0.9))
+        colour = _hue_colour(rng, (0.0, 1.0), (0.1, 0.6), (0.3, 0.9))
         speckle = rng.uniform(0.6, 1.2, (height, width, 1)).astype(np.float32)
         image[mask] = (colour * speckle)[mask]
     labels = np.zeros((height, width), dtype=np.uint8)
-    for _ in range(int(rng.integers(2, max_objects + 1))):
+    for _ in range(int(rng.integers(1, max_objects + 1))):
         shape_index = int(rng.integers(len(SHAPES)))
         material_index = int(rng.integers(len(MATERIALS)))
         mask = _shape_mask(rng, SHAPES[shape_index], height, width)
@@ -168,7 +169,7 @@ def generate(
     num_val: int = 100,
     height: int = 128,
     width: int = 160,
-    max_objects: int = 6,
+    max_objects: int = 5,
 ) -> Path:
     """Write the dataset under ``out/VOCdevkit/VOC2012``; returns that directory.
 

@@ -216,7 +216,7 @@ class DeepLabV1(DeepLab):
     family="DeepLab v1",
     arxiv="1412.7062",
     citation="Chen et al. 2015, Section 3.1, Table 2 (DeepLab-LargeFOV); Table 1a",
-    output_stride=OUTPUT_STRIDE,
+    logits_stride=OUTPUT_STRIDE,
     paper_variant="DeepLab-LargeFOV",
     multiscale_features=False,
 )
@@ -225,7 +225,7 @@ class DeepLabV1(DeepLab):
     family="DeepLab v1",
     arxiv="1412.7062",
     citation="Chen et al. 2015, Section 4.3 (multi-scale prediction), Table 1a",
-    output_stride=OUTPUT_STRIDE,
+    logits_stride=OUTPUT_STRIDE,
     paper_variant="DeepLab-MSc-LargeFOV",
     multiscale_features=True,
 )

@@ -68,7 +68,7 @@ def _check_rates(rates: Sequence[int]) -> tuple[int, ...]:
     family="DeepLab v2",
     arxiv="1606.00915",
     citation="Chen et al. 2017, Section 3.2, Table 3 (DeepLab-LargeFOV)",
-    output_stride=OUTPUT_STRIDE,
+    logits_stride=OUTPUT_STRIDE,
     paper_variant="DeepLab-LargeFOV",
     rates=LARGEFOV,
 )
@@ -77,7 +77,7 @@ def _check_rates(rates: Sequence[int]) -> tuple[int, ...]:
     family="DeepLab v2",
     arxiv="1606.00915",
     citation="Chen et al. 2017, Section 3.2, Fig. 4, Table 3 (DeepLab-ASPP-S)",
-    output_stride=OUTPUT_STRIDE,
+    logits_stride=OUTPUT_STRIDE,
     paper_variant="DeepLab-ASPP-S",
     rates=ASPP_S,
 )
@@ -86,7 +86,7 @@ def _check_rates(rates: Sequence[int]) -> tuple[int, ...]:
     family="DeepLab v2",
     arxiv="1606.00915",
     citation="Chen et al. 2017, Section 3.2, Fig. 4, Table 3 (DeepLab-ASPP-L)",
-    output_stride=OUTPUT_STRIDE,
+    logits_stride=OUTPUT_STRIDE,
     paper_variant="DeepLab-ASPP-L",
     rates=ASPP_L,
 )
@@ -117,7 +117,7 @@ def _deeplab_v2_vgg16(
     family="DeepLab v2",
     arxiv="1606.00915",
     citation="Chen et al. 2017, Section 3.2, Fig. 4 (ASPP-L); Section 4.1, Table 4 (ResNet-101)",
-    output_stride=OUTPUT_STRIDE,
+    logits_stride=OUTPUT_STRIDE,
     input_scales=(1.0,),
 )
 @register_model(
@@ -125,7 +125,7 @@ def _deeplab_v2_vgg16(
     family="DeepLab v2",
     arxiv="1606.00915",
     citation="Chen et al. 2017, Section 3.2 (MSC, ASPP-L); Section 4.1, Table 4 (ResNet-101)",
-    output_stride=OUTPUT_STRIDE,
+    logits_stride=OUTPUT_STRIDE,
     paper_variant="+MSC+COCO+Aug+ASPP",
     input_scales=MSC_SCALES,
 )

@@ -320,15 +320,24 @@ register_model(
     family="DeepLab v3",
     arxiv=ARXIV,
     citation="Chen et al. 2017, Sections 3.1-3.3, Fig. 5; MG(1,2,4) + ASPP(6,12,18) + image pooling, Table 6",
-    output_stride=16,
+    logits_stride=16,
     paper_variant="ASPP OS16",
+)(_deeplabv3)
+register_model(
+    "deeplabv3_resnet101_os8",
+    family="DeepLab v3",
+    arxiv=ARXIV,
+    citation="Chen et al. 2017, Section 3.3; OS8: ASPP rates doubled to (12,24,36), Table 6",
+    logits_stride=8,
+    paper_variant="ASPP OS8",
+    output_stride=8,
 )(_deeplabv3)
 register_model(
     "deeplabv3_resnet50",
     family="DeepLab v3",
     arxiv=ARXIV,
     citation="Chen et al. 2017, Sections 3.1-3.3, Fig. 5; the ResNet-101 recipe on ResNet-50",
-    output_stride=16,
+    logits_stride=16,
     depth=50,
 )(_deeplabv3)
 register_model(
@@ -336,7 +345,7 @@ register_model(
     family="DeepLab v3",
     arxiv=ARXIV,
     citation="Chen et al. 2017, Section 3.2, Fig. 3; block7 + MG(1,2,1), Table 4",
-    output_stride=16,
+    logits_stride=16,
     paper_variant="cascaded MG(1,2,1) OS16",
 )(_deeplabv3_cascaded)
 register_model(
@@ -344,7 +353,7 @@ register_model(
     family="DeepLab v3",
     arxiv=ARXIV,
     citation="Chen et al. 2017, Section 3.2, Fig. 3; ResNet-50 block7 without multi-grid, Table 1",
-    output_stride=16,
+    logits_stride=16,
     paper_variant="block7 OS16",
     depth=50,
     multi_grid=None,

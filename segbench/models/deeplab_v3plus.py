@@ -160,17 +160,28 @@ register_model(
     family="DeepLab v3+",
     arxiv=ARXIV,
     citation="Chen et al. 2018, Section 3.1, Fig. 2; decoder Tables 1-2; ResNet-101 with MG(1,2,4), Table 3",
-    output_stride=4,
+    logits_stride=4,
     paper_variant="decoder eval OS16",
     backbone="resnet101",
     multi_grid=(1, 2, 4),
+)(_deeplabv3plus)
+register_model(
+    "deeplabv3plus_resnet101_os8",
+    family="DeepLab v3+",
+    arxiv=ARXIV,
+    citation="Chen et al. 2018, Section 3.1, Fig. 2; decoder evaluated at OS8, Table 3",
+    logits_stride=4,
+    paper_variant="decoder eval OS8",
+    backbone="resnet101",
+    multi_grid=(1, 2, 4),
+    output_stride=8,
 )(_deeplabv3plus)
 register_model(
     "deeplabv3plus_xception65",
     family="DeepLab v3+",
     arxiv=ARXIV,
     citation="Chen et al. 2018, Sections 3.1-3.2, Figs. 2 and 4; Xception-65, Table 5",
-    output_stride=4,
+    logits_stride=4,
     paper_variant="decoder",
     backbone="xception65",
 )(_deeplabv3plus)

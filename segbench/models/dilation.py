@@ -196,7 +196,7 @@ class DilationNet(nn.Module):
     family="Dilation",
     arxiv="1511.07122",
     citation="Yu & Koltun 2016, Section 4 (front end); Table 3",
-    output_stride=OUTPUT_STRIDE,
+    logits_stride=OUTPUT_STRIDE,
     paper_variant="front end",
     context=None,
 )
@@ -205,7 +205,7 @@ class DilationNet(nn.Module):
     family="Dilation",
     arxiv="1511.07122",
     citation="Yu & Koltun 2016, Section 3, Table 1 (basic), Eq. 4; Table 3",
-    output_stride=OUTPUT_STRIDE,
+    logits_stride=OUTPUT_STRIDE,
     paper_variant="front end + basic context",
     context="basic",
 )
@@ -214,7 +214,7 @@ class DilationNet(nn.Module):
     family="Dilation",
     arxiv="1511.07122",
     citation="Yu & Koltun 2016, Section 3, Table 1 (large), Eq. 5; Table 3",
-    output_stride=OUTPUT_STRIDE,
+    logits_stride=OUTPUT_STRIDE,
     paper_variant="front end + large context",
     context="large",
 )

@@ -115,8 +115,9 @@ def _register(stride: int) -> None:
         family="FCN",
         arxiv="1411.4038",
         citation="Long et al. 2015, Sections 3-4, Fig. 3; params Table 1",
-        output_stride=stride,
+        logits_stride=stride,
         paper_variant=f"FCN-{stride}s",
+        paper_params_variant="FCN-VGG16",
         stride=stride,
     )(_fcn)
 

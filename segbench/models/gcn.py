@@ -136,7 +136,7 @@ def _register(depth: int, paper_variant: str | None) -> None:
         family="GCN",
         arxiv="1703.02719",
         citation="Peng et al. 2017, Section 3, Fig. 2",
-        output_stride=1,
+        logits_stride=1,
         paper_variant=paper_variant,
         depth=depth,
     )(_gcn)

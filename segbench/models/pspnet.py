@@ -127,7 +127,7 @@ def _register(depth: int, paper_variant: str | None) -> None:
         family="PSPNet",
         arxiv="1612.01105",
         citation="Zhao et al. 2017, Sections 3.2-3.3, Fig. 3-4; aux loss weight Section 4.2",
-        output_stride=8,
+        logits_stride=8,
         paper_variant=paper_variant,
         depth=depth,
     )(_pspnet)

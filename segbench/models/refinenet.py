@@ -165,7 +165,7 @@ def _register(depth: int, paper_variant: str | None) -> None:
         family="RefineNet",
         arxiv="1611.06612",
         citation="Lin et al. 2017, Sections 3.1-3.2, Fig. 2(c) and Fig. 3",
-        output_stride=4,
+        logits_stride=4,
         paper_variant=paper_variant,
         depth=depth,
     )(_refinenet)

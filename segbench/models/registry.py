@@ -29,8 +29,11 @@ class ModelInfo:
     family: str  # e.g. "FCN", "DeepLab v3"; matches the `paper` column of paper_results.csv
     arxiv: str
     citation: str  # section/table of the paper the implementation follows
-    output_stride: int  # stride of the logits before their final upsampling to the input
+    logits_stride: int  # stride of the logits before their final upsampling to the input (at the defaults)
     paper_variant: str | None = None  # `variant` column of paper_results.csv, if any
+    # The variant whose parameter count the paper states, when it names the base
+    # net rather than each variant (FCN's Table 1 counts "FCN-VGG16").
+    paper_params_variant: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -43,8 +46,9 @@ def register_model(
     family: str,
     arxiv: str,
     citation: str,
-    output_stride: int,
+    logits_stride: int,
     paper_variant: str | None = None,
+    paper_params_variant: str | None = None,
     **defaults: Any,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register ``builder`` under ``name``; ``defaults`` are paper options bound to it.
@@ -62,8 +66,9 @@ def register_model(
             family=family,
             arxiv=arxiv,
             citation=citation,
-            output_stride=output_stride,
+            logits_stride=logits_stride,
             paper_variant=paper_variant,
+            paper_params_variant=paper_params_variant or paper_variant,
             defaults=dict(defaults),
         )
         return builder

@@ -79,7 +79,7 @@ class SegNet(nn.Module):
     family="SegNet",
     arxiv="1511.00561",
     citation="Badrinarayanan et al. 2017, Section 3, Figs. 2-3 (reference segnet_train.prototxt); params Section 3",
-    output_stride=1,
+    logits_stride=1,
     paper_variant="SegNet",
 )
 def _segnet(*, num_classes: int, width: float, pretrained_backbone: bool | str) -> SegNet:

@@ -187,7 +187,7 @@ register_model(
     family="U-Net",
     arxiv="1505.04597",
     citation=_CITATION,
-    output_stride=1,
+    logits_stride=1,
     paper_variant="U-Net",
     padding="valid",
     tile=388,
@@ -197,7 +197,7 @@ register_model(
     family="U-Net",
     arxiv="1505.04597",
     citation=_CITATION + "; padded 3x3 convs (not in the paper)",
-    output_stride=1,
+    logits_stride=1,
     padding="same",
     tile=None,
 )(_unet)

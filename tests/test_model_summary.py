@@ -1,0 +1,105 @@
+"""`segbench models`: the fidelity table of every registered model against its paper.
+
+* the Markdown table lists every registered model, once, in registry order;
+* where the papers' table gives a parameter count, the column is filled and
+  our count at width 1.0 is within the rounding of the paper's figure;
+* the report matches models to the papers' table through the same function;
+* piped into a reader that stops early, the command exits quietly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from segbench.cli import main
+from segbench.collect import read_table
+from segbench.models import list_models, model_info
+from segbench.models.summary import HEADER, count_parameters, paper_row
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = REPO / "config" / "paper_results.csv"
+
+# Paper figure (M) and the tolerance of its rounding: half a unit of its last digit.
+PAPER_PARAMS = {
+    "fcn32s": (134, 0.5),  # FCN Table 1, "FCN-VGG16": 134M (a whole number of millions)
+    "fcn16s": (134, 0.5),
+    "fcn8s": (134, 0.5),
+    "deeplab_v1_largefov": (20.5, 0.05),  # DeepLab v1 Table 2; the family test's tolerance
+}
+
+
+@pytest.fixture(scope="module")
+def markdown_rows() -> dict[str, dict[str, str]]:
+    """`segbench models --markdown --paper config/paper_results.csv`, parsed: model -> column -> cell."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["models", "--markdown", "--paper", str(PAPER)]) == 0
+    lines = out.getvalue().splitlines()
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    assert tuple(cells[0]) == HEADER
+    assert all(set(c) <= {"-", ":"} for c in cells[1])
+    assert all(len(row) == len(HEADER) for row in cells)
+    names = [row[0] for row in cells[2:]]
+    assert names == list_models(), "every registered model, once, in order"
+    return {row[0]: dict(zip(HEADER, row)) for row in cells[2:]}
+
+
+def test_markdown_table_lists_every_registered_model(markdown_rows: dict[str, dict[str, str]]) -> None:
+    for name, row in markdown_rows.items():
+        info = model_info(name)
+        assert row["family"] == info.family
+        assert row["arXiv"] == f"[arXiv:{info.arxiv}](https://arxiv.org/abs/{info.arxiv})"
+        assert row["logits stride"] == str(info.logits_stride)
+        assert row["citation"] == info.citation
+        assert float(row["params (M)"]) > 0
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_PARAMS))
+def test_paper_params_filled_and_matched(markdown_rows: dict[str, dict[str, str]], name: str) -> None:
+    figure, tolerance = PAPER_PARAMS[name]
+    row = markdown_rows[name]
+    assert row["paper params (M)"].startswith(f"{figure:g} ("), row
+    assert abs(float(row["params (M)"]) - figure) <= tolerance, row
+    assert abs(count_parameters(name) / 1e6 - figure) <= tolerance
+
+
+def test_paper_column_only_where_the_papers_table_has_params(markdown_rows: dict[str, dict[str, str]]) -> None:
+    paper = read_table(PAPER)
+    for name, row in markdown_rows.items():
+        assert bool(row["paper params (M)"]) == (paper_row(paper, name, "params") is not None), name
+    # SegNet's only count is the encoder's (Section 3): not comparable with the whole model's.
+    assert markdown_rows["segnet"]["paper params (M)"] == ""
+
+
+def test_report_matches_through_the_shared_function() -> None:
+    from segbench.report import _paper_value
+
+    paper = read_table(PAPER)
+    assert _paper_value(paper, "fcn8s", "params") == (134.0, "arXiv:1411.4038 Table 1")
+    # val is preferred over test; CRF selects the row.
+    assert _paper_value(paper, "dilation_frontend", "mIoU", "no") == (69.8, "VOC12 val, arXiv:1511.07122 Table 3")
+    assert _paper_value(paper, "deeplab_v2_vgg16_aspp_l", "mIoU", "yes")[0] == 71.57
+    value, source = _paper_value(paper, "deeplabv3_resnet50", "mIoU", "no")  # no paper_variant
+    assert value != value and source == ""
+
+
+def test_missing_paper_table_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "absent.csv"
+    assert main(["models", "--paper", str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == f"segbench models: error: {missing}: no such CSV file"
+
+
+def test_closed_pipe_exits_quietly() -> None:
+    """`segbench models | head -1`: the reader leaves before the table is written."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "segbench", "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
+    )
+    process.stdout.close()
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0 and err == b"", err.decode()
