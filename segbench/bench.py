@@ -12,8 +12,10 @@ allocator peak on a GPU, the resident set size sampled every 0.5 ms on a CPU.
 from __future__ import annotations
 
 import statistics
+import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,8 +28,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from segbench.checkpoint import load_checkpoint
-from segbench.io import write_parquet
+from segbench.crf import PRESETS, mean_field, run_crf, unary_energy, upsample
+from segbench.data.synthetic import generate
+from segbench.data.voc import read_ids, read_image, read_label_png, voc_dir
+from segbench.io import write_npz, write_parquet
 from segbench.models import build_model
+from segbench.predict import compact_probabilities
 from segbench.provenance import provenance, resolve_device
 
 
@@ -149,6 +155,79 @@ def bench(
         "repeats": repeats,
     }
     prov = provenance(device=str(dev), seed=seed, config_hash=config_hash)
+    table = pd.DataFrame([{**context, "metric": m, "value": float(v), "unit": u, **prov} for m, v, u in measured])
+    write_parquet(table, out)
+    return table
+
+
+def _noisy_probabilities(labels: np.ndarray, num_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """A plausible network output for ``labels``: right on most pixels, unsure near edges and at random."""
+    target = np.where(labels == 255, 0, labels)
+    logits = rng.normal(0, 1.0, (num_classes, *labels.shape)).astype(np.float32)
+    logits[target, *np.indices(labels.shape)] += 2.0
+    logits -= logits.max(0, keepdims=True)
+    probs = np.exp(logits)
+    return probs / probs.sum(0, keepdims=True)
+
+
+def bench_crf(
+    *,
+    out: str | Path,
+    height: int = 375,
+    width: int = 500,
+    num_classes: int = 21,
+    images: int = 8,
+    iterations: int = 10,
+    processes: int | None = None,
+    prob_stride: int = 8,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Time the CRF stage at VOC size against pydensecrf's own inference.
+
+    Scenes come from the embedded generator at ``height x width``; their
+    probabilities are noisy versions of the ground truth, stored compactly as
+    the predict stage stores them. Measured: pydensecrf's own time per image
+    (kernels + mean field, one process), the whole stage per image in one
+    process (load, check, upsample, -log p, inference, argmax, PNG write),
+    hence the stage's overhead, and throughput with 1 and ``processes`` workers.
+    """
+    processes = processes or psutil.cpu_count(logical=True) or 1
+    params = replace(PRESETS["deeplab"], iterations=iterations)
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory(prefix="segbench-crf-bench-") as tmp:
+        root = Path(tmp) / "data"
+        generate(root, seed=seed, num_train=1, num_val=images, height=height, width=width)
+        probs_dir = Path(tmp) / "probs"
+        inputs = []
+        for image_id in read_ids(root, "val"):
+            labels = read_label_png(voc_dir(root) / "SegmentationClass" / f"{image_id}.png", num_classes)
+            compact = compact_probabilities(torch.from_numpy(_noisy_probabilities(labels, num_classes, rng)), prob_stride)
+            write_npz(probs_dir / f"{image_id}.npz", probs=compact, size=np.array(labels.shape, dtype=np.int32))
+            image = read_image(voc_dir(root) / "JPEGImages" / f"{image_id}.jpg")
+            inputs.append((image, unary_energy(upsample(compact.astype(np.float32), labels.shape))))
+        own = []
+        for image, unary in tqdm(inputs, desc="pydensecrf alone", unit="img"):
+            start = time.perf_counter()
+            mean_field(image, unary, params)
+            own.append(time.perf_counter() - start)
+        stage = {}
+        for workers in sorted({1, processes}):
+            start = time.perf_counter()
+            run_crf(data_root=root, split="val", probs_dir=probs_dir, out_dir=Path(tmp) / f"crf{workers}", params=params, threads=workers)
+            stage[workers] = (time.perf_counter() - start) / images
+        probs_bytes = statistics.mean(p.stat().st_size for p in probs_dir.glob("*.npz"))
+    own_s = statistics.median(own)
+    measured = [
+        ("crf_pydensecrf_per_image", own_s, "s"),
+        ("crf_stage_per_image_1proc", stage[1], "s"),
+        ("crf_stage_overhead", 100 * (stage[1] / statistics.mean(own) - 1), "%"),
+        ("crf_throughput_1proc", 1 / stage[1], "images/s"),
+        (f"crf_throughput_{processes}proc", 1 / stage[processes], "images/s"),
+        ("crf_parallel_speedup", stage[1] / stage[processes], "x"),
+        ("probs_kib_per_image", probs_bytes / 1024, "KiB"),
+    ]
+    context = {"input_height": height, "input_width": width, "classes": num_classes, "iterations": iterations, "images": images, "processes": processes}
+    prov = provenance(device="cpu", seed=seed, config_hash="")
     table = pd.DataFrame([{**context, "metric": m, "value": float(v), "unit": u, **prov} for m, v, u in measured])
     write_parquet(table, out)
     return table

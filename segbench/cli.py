@@ -19,15 +19,16 @@ from segbench.models.layers import PretrainedWeightsUnavailable
 
 _EXAMPLES = """\
 stages, in pipeline order:
-  prepare   build a dataset in the VOC layout (embedded synthetic, or VOC 2012 + SBD)
-  train     train one model; writes checkpoint.pt and train_log.parquet
-  predict   label PNGs + compact probabilities for a split
-  crf       dense-CRF refinement of the probabilities
-  evaluate  mIoU & co. (VOC protocol) with and without CRF -> metrics.parquet
-  bench     latency, FPS, params, FLOPs, memory -> bench.parquet
-  collect   concatenate per-model tables into one Parquet file
-  report    tables and figures -> index.html, report.md, figures/
-  models    list the registered architectures, their parameters and their papers
+  prepare     build a dataset in the VOC layout (embedded synthetic, or VOC 2012 + SBD)
+  train       train one model; writes checkpoint.pt and train_log.parquet
+  predict     label PNGs + compact probabilities for a split
+  crf-search  grid search of the CRF parameters on a subset of val
+  crf         dense-CRF refinement of the probabilities
+  evaluate    mIoU & co. (VOC protocol) with and without CRF -> metrics.parquet
+  bench       latency, FPS, params, FLOPs, memory -> bench.parquet (--crf: the CRF's speed)
+  collect     concatenate per-model tables into one Parquet file
+  report      tables and figures -> index.html, report.md, figures/
+  models      list the registered architectures
 
 example (the embedded dataset, one model, by hand):
   segbench prepare synthetic --out resources/embedded
@@ -125,13 +126,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(f"predicted {n} images into {args.pred_dir}")
 
 
+_CRF_FIELDS = ("w1", "theta_alpha", "theta_beta", "w2", "theta_gamma", "iterations")
+
+
 def crf_params_from_args(args: argparse.Namespace):
+    """A preset, or a search's choice, with explicit flags on top."""
     from dataclasses import replace
 
-    from segbench.crf import PRESETS
+    from segbench.crf import PRESETS, chosen_params
 
-    params = PRESETS[args.preset]
-    overrides = {k: getattr(args, k) for k in ("w1", "theta_alpha", "theta_beta", "w2", "theta_gamma", "iterations")}
+    params = chosen_params(args.params_from) if args.params_from else PRESETS[args.preset]
+    overrides = {k: getattr(args, k) for k in _CRF_FIELDS}
     return replace(params, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -144,6 +149,32 @@ def cmd_crf(args: argparse.Namespace) -> None:
         params=params, threads=args.threads,
     )
     print(f"CRF-refined {n} images into {args.out_dir} with {params}")
+
+
+def cmd_crf_search(args: argparse.Namespace) -> None:
+    import itertools
+    from dataclasses import replace
+
+    from segbench.crf import PRESETS, search
+    from segbench.io import write_parquet
+
+    base = PRESETS[args.preset]
+    grid = [
+        replace(base, w1=w1, theta_alpha=alpha, theta_beta=beta)
+        for w1, alpha, beta in itertools.product(args.w1, args.theta_alpha, args.theta_beta)
+    ]
+    table = search(
+        data_root=args.data, split=args.split, probs_dir=args.probs_dir, grid=grid, subset=args.subset,
+        threads=args.threads,
+    )
+    table.insert(0, "dataset", args.dataset)
+    table.insert(1, "model", args.model)
+    write_parquet(table, args.out)
+    best = table[table["chosen"]].iloc[0]
+    print(
+        f"{args.model}: best of {len(grid)} on {best['images']} images: w1={best['w1']:g} "
+        f"theta_alpha={best['theta_alpha']:g} theta_beta={best['theta_beta']:g} mIoU {100 * best['mIoU']:.2f}%"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -159,15 +190,21 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from segbench.bench import bench
+    from segbench.bench import bench, bench_crf
 
     height, width = args.size
-    table = bench(
-        out=args.out, checkpoint=args.checkpoint, model_name=args.model, width=args.width,
-        num_classes=args.num_classes, height=height, input_width=width, batch=args.batch,
-        warmup=args.warmup, repeats=args.repeats, threads=args.threads, device=args.device,
-        run_name=args.run_name, dataset=args.dataset, config_hash=args.config_hash,
-    )
+    if args.crf:
+        table = bench_crf(
+            out=args.out, height=height, width=width, num_classes=args.num_classes, images=args.crf_images,
+            iterations=args.crf_iterations, processes=args.threads or None,
+        )
+    else:
+        table = bench(
+            out=args.out, checkpoint=args.checkpoint, model_name=args.model, width=args.width,
+            num_classes=args.num_classes, height=height, input_width=width, batch=args.batch,
+            warmup=args.warmup, repeats=args.repeats, threads=args.threads, device=args.device,
+            run_name=args.run_name, dataset=args.dataset, config_hash=args.config_hash,
+        )
     for metric, value, unit in table[["metric", "value", "unit"]].itertuples(index=False):
         print(f"{metric:>15}: {value:10.3f} {unit}")
 
@@ -185,6 +222,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     path = write_report(
         metrics_path=args.metrics, bench_path=args.bench, paper_path=args.paper, out_dir=args.out_dir,
         data_root=args.data, split=args.split, runs_dir=args.runs_dir, samples=args.samples,
+        crf_search_path=args.crf_search,
     )
     print(f"report: {path}")
 
@@ -278,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probs-dir", required=True, type=Path)
     p.add_argument("--out-dir", required=True, type=Path)
     p.add_argument("--preset", choices=("deeplab", "krahenbuhl"), default="deeplab", help="named parameter set; the flags below override it")
+    p.add_argument("--params-from", type=Path, help="a crf-search table: use its chosen parameters instead of the preset")
     for name, help_text in (
         ("w1", "bilateral kernel weight"), ("theta-alpha", "bilateral positional std (px)"),
         ("theta-beta", "bilateral colour std"), ("w2", "Gaussian kernel weight"),
@@ -286,6 +325,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=float, help=help_text)
     p.add_argument("--iterations", type=int, help="mean-field iterations")
     p.add_argument("--threads", type=int, default=1, help="worker processes")
+
+    p = add("crf-search", cmd_crf_search, "Grid-search the CRF's bilateral kernel (w1, theta_alpha, theta_beta) by mIoU on a subset of a split, as DeepLab did.")
+    _add_common(p)
+    p.add_argument("--split", default="val")
+    p.add_argument("--probs-dir", required=True, type=Path)
+    p.add_argument("--subset", type=int, default=100, help="the first N images of the split are searched on")
+    p.add_argument("--preset", choices=("deeplab", "krahenbuhl"), default="deeplab", help="w2, theta_gamma and iterations come from it")
+    p.add_argument("--w1", type=float, nargs="+", default=[3, 4, 5], help="bilateral weights to try")
+    p.add_argument("--theta-alpha", type=float, nargs="+", default=[50, 80, 121], help="bilateral positional stds to try")
+    p.add_argument("--theta-beta", type=float, nargs="+", default=[3, 5, 10], help="bilateral colour stds to try")
+    p.add_argument("--threads", type=int, default=1, help="worker processes")
+    p.add_argument("--dataset", default="", help="dataset label for the result rows")
+    p.add_argument("--model", default="", help="run label for the result rows")
+    p.add_argument("--out", required=True, type=Path)
 
     p = add("evaluate", cmd_evaluate, "Score predictions with and without CRF under the VOC protocol; writes metrics.parquet.")
     _add_common(p)
@@ -297,18 +350,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crf-dir", type=Path, help="CRF-refined predictions (omit to score without CRF only)")
     p.add_argument("--out", required=True, type=Path)
 
-    p = add("bench", cmd_bench, "Measure latency (median, p90), FPS, parameters, FLOPs and peak memory; writes bench.parquet.")
+    p = add("bench", cmd_bench, "Measure latency (median, p90), FPS, parameters, FLOPs and peak memory; writes bench.parquet. With --crf: the CRF stage's speed at VOC size.")
     _add_common(p, data=False)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, help="a trained run")
     src.add_argument("--model", help="a registered architecture, freshly initialised")
+    src.add_argument("--crf", action="store_true", help="time the CRF stage (use --size 375x500 for VOC size) against pydensecrf alone, with 1 and --threads processes")
+    p.add_argument("--crf-images", type=int, default=8, help="with --crf: images timed")
+    p.add_argument("--crf-iterations", type=int, default=10, help="with --crf: mean-field iterations")
     p.add_argument("--width", type=float, default=1.0, help="with --model: channel multiplier")
     p.add_argument("--num-classes", type=int, default=21, help="with --model")
     p.add_argument("--size", type=_size, default=(512, 512), help="input HEIGHTxWIDTH")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads, or with --crf the worker processes (0: all cores)")
     p.add_argument("--run-name", help="label of this run in result tables")
     p.add_argument("--dataset", default="", help="dataset label for the result rows")
     p.add_argument("--config-hash", default="")
@@ -326,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val")
     p.add_argument("--runs-dir", required=True, type=Path, help="results/<dataset>, holding <model>/pred and <model>/crf")
     p.add_argument("--samples", type=int, default=4, help="images in each qualitative figure")
+    p.add_argument("--crf-search", type=Path, help="collected crf-search tables, for the grid heatmap")
     p.add_argument("--out-dir", required=True, type=Path)
 
     p = add(

@@ -10,17 +10,22 @@ The inference is pydensecrf's (package ``pydensecrf2``).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import multiprocessing
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
+import pandas as pd
 import pydensecrf.densecrf as dcrf
 from tqdm import tqdm
 
-from segbench.data.voc import read_ids, read_image, voc_dir, voc_palette
+from segbench.data.voc import class_names, mask_dir, read_ids, read_image, read_label_png, voc_dir, voc_palette
 from segbench.errors import InputError
-from segbench.io import atomic_dir, write_label_png
+from segbench.io import atomic_dir, read_parquet, write_label_png
+from segbench.metrics import ConfusionMatrix, scores
 
 
 @dataclass(frozen=True)
@@ -64,18 +69,27 @@ def check_probabilities(probs: np.ndarray, *, name: str, atol: float = 2e-2) -> 
         raise InputError(f"{name}: probabilities do not sum to 1 over classes (max deviation {worst:.3g})")
 
 
-def dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams) -> np.ndarray:
-    """Refined probabilities [C,H,W] float32 for an RGB uint8 image [H,W,3]."""
-    num_classes, height, width = probs.shape
-    unary = -np.log(np.clip(probs, _MIN_PROB, 1.0)).reshape(num_classes, -1)
-    crf = dcrf.DenseCRF2D(width, height, num_classes)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
+def unary_energy(probs: np.ndarray) -> np.ndarray:
+    """-log p, clipped, as pydensecrf wants it: float32 [C, H*W], C-contiguous."""
+    unary = -np.log(np.clip(probs, _MIN_PROB, 1.0)).reshape(probs.shape[0], -1)
+    return np.ascontiguousarray(unary, dtype=np.float32)
+
+
+def mean_field(image: np.ndarray, unary: np.ndarray, params: CRFParams) -> np.ndarray:
+    """pydensecrf's part alone: the kernels and the mean-field iterations; Q as [C, H*W]."""
+    height, width = image.shape[:2]
+    crf = dcrf.DenseCRF2D(width, height, unary.shape[0])
+    crf.setUnaryEnergy(unary)
     crf.addPairwiseGaussian(sxy=params.theta_gamma, compat=params.w2)
     crf.addPairwiseBilateral(
         sxy=params.theta_alpha, srgb=params.theta_beta, rgbim=np.array(image, dtype=np.uint8, order="C"), compat=params.w1
     )
-    q = crf.inference(params.iterations)
-    return np.asarray(q, dtype=np.float32).reshape(num_classes, height, width)
+    return np.asarray(crf.inference(params.iterations), dtype=np.float32)
+
+
+def dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams) -> np.ndarray:
+    """Refined probabilities [C,H,W] float32 for an RGB uint8 image [H,W,3]."""
+    return mean_field(image, unary_energy(probs), params).reshape(probs.shape)
 
 
 def load_probabilities(path: Path, *, name: str) -> tuple[np.ndarray, tuple[int, int]]:
@@ -112,8 +126,8 @@ def upsample(probs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return full / np.maximum(full.sum(0, keepdims=True), 1e-12)
 
 
-def _crf_one(job: tuple[str, Path, Path, CRFParams]) -> tuple[str, np.ndarray]:
-    image_id, image_path, probs_path, params = job
+def _prepare(image_id: str, image_path: Path, probs_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The image and its checked probabilities upsampled to it."""
     probs, size = load_probabilities(probs_path, name=image_id)
     check_probabilities(probs, name=image_id)
     image = read_image(image_path)
@@ -122,7 +136,40 @@ def _crf_one(job: tuple[str, Path, Path, CRFParams]) -> tuple[str, np.ndarray]:
             f"{image_id}: probabilities are for a {size[1]}x{size[0]} image but "
             f"{image_path.name} is {image.shape[1]}x{image.shape[0]}"
         )
-    return image_id, dense_crf(image, upsample(probs, size), params).argmax(0).astype(np.uint8)
+    return image, upsample(probs, size)
+
+
+def _crf_one(job: tuple[str, Path, Path, CRFParams]) -> tuple[str, np.ndarray]:
+    image_id, image_path, probs_path, params = job
+    image, probs = _prepare(image_id, image_path, probs_path)
+    return image_id, dense_crf(image, probs, params).argmax(0).astype(np.uint8)
+
+
+def _search_one(job: tuple[str, Path, Path, Path, list[CRFParams], int]) -> list[np.ndarray]:
+    """Confusion matrices of one image under every parameter set of the grid."""
+    image_id, image_path, probs_path, label_path, grid, num_classes = job
+    image, probs = _prepare(image_id, image_path, probs_path)
+    target = read_label_png(label_path, num_classes)
+    matrices = []
+    for params in grid:
+        cm = ConfusionMatrix(num_classes)
+        cm.update(dense_crf(image, probs, params).argmax(0), target, name=image_id)
+        matrices.append(cm.matrix)
+    return matrices
+
+
+@contextlib.contextmanager
+def _mapper(processes: int) -> Iterator[Callable]:
+    """``map`` in this process, or an ordered ``imap`` over worker processes.
+
+    Processes, not threads: the mean-field loop holds the GIL. Forked, so they
+    start at once; the parent runs no torch op that could leave a thread pool.
+    """
+    if processes <= 1:
+        yield map
+        return
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        yield pool.imap
 
 
 def run_crf(
@@ -139,15 +186,59 @@ def run_crf(
     images = voc_dir(data_root) / "JPEGImages"
     jobs = [(i, images / f"{i}.jpg", Path(probs_dir) / f"{i}.npz", params) for i in ids]
     palette = voc_palette()
-    with atomic_dir(out_dir) as staging:
-        # Worker processes, not threads: the mean-field loop holds the GIL. Forked, so
-        # they start at once; this process runs no torch op that could leave a thread pool.
-        pool = multiprocessing.get_context("fork").Pool(threads) if threads > 1 else None
-        try:
-            results = pool.imap(_crf_one, jobs) if pool else map(_crf_one, jobs)
-            for image_id, labels in tqdm(results, total=len(jobs), desc="crf", unit="img"):
-                write_label_png(labels, staging / f"{image_id}.png", palette)
-        finally:
-            if pool:
-                pool.terminate()
+    with atomic_dir(out_dir) as staging, _mapper(threads) as imap:
+        for image_id, labels in tqdm(imap(_crf_one, jobs), total=len(jobs), desc="crf", unit="img"):
+            write_label_png(labels, staging / f"{image_id}.png", palette)
     return len(ids)
+
+
+def search(
+    *,
+    data_root: str | Path,
+    split: str,
+    probs_dir: str | Path,
+    grid: list[CRFParams],
+    subset: int,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """mIoU of every parameter set on the first ``subset`` images of ``split``.
+
+    DeepLab's cross-validation (Chen et al. 2015, Section 4.1: a grid over w1,
+    theta_alpha and theta_beta on 100 val images, w2 = theta_gamma = 3 fixed).
+    The best row is marked ``chosen``; ties go to the earlier grid point.
+    """
+    if not grid:
+        raise ValueError("the CRF search grid is empty")
+    if subset < 1:
+        raise ValueError(f"subset must be >= 1, got {subset}")
+    ids = read_ids(data_root, split)[:subset]
+    num_classes = len(class_names(data_root))
+    images, labels = voc_dir(data_root) / "JPEGImages", mask_dir(data_root)
+    jobs = [
+        (i, images / f"{i}.jpg", Path(probs_dir) / f"{i}.npz", labels / f"{i}.png", grid, num_classes) for i in ids
+    ]
+    totals = [np.zeros((num_classes, num_classes), np.int64) for _ in grid]
+    with _mapper(threads) as imap:
+        for matrices in tqdm(imap(_search_one, jobs), total=len(jobs), desc="crf search", unit="img"):
+            for total, matrix in zip(totals, matrices):
+                total += matrix
+    table = pd.DataFrame([asdict(p) for p in grid])
+    table["mIoU"] = [scores(total)["mIoU"] for total in totals]
+    table["images"] = len(ids)
+    table["chosen"] = False
+    table.loc[table["mIoU"].idxmax(), "chosen"] = True
+    return table
+
+
+def chosen_params(path: str | Path) -> CRFParams:
+    """The parameters a search chose (its row with ``chosen`` true)."""
+    table = read_parquet(path)
+    fields = [f.name for f in dataclasses.fields(CRFParams)]
+    missing = [c for c in fields + ["chosen"] if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: not a CRF search table (no column {', '.join(missing)})")
+    rows = table[table["chosen"]]
+    if len(rows) != 1:
+        raise InputError(f"{path}: expected exactly one chosen row, found {len(rows)}")
+    row = rows.iloc[0]
+    return CRFParams(**{f: (int(row[f]) if f == "iterations" else float(row[f])) for f in fields})

@@ -52,6 +52,8 @@ def accuracy_table(metrics: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
                 "fwIoU": 100 * row.get(("fwIoU", False), np.nan),
                 "paper mIoU": plain,
                 "paper mIoU +CRF": with_crf,
+                # Only when both rows come from one split of one table.
+                "paper CRF gain": with_crf - plain if plain_src.split(",")[0] == crf_src.split(",")[0] else np.nan,
                 "paper source": "; ".join(s for s in dict.fromkeys([plain_src, crf_src]) if s),
             }
         )
@@ -112,6 +114,23 @@ def figures(metrics: pd.DataFrame, bench: pd.DataFrame, out: Path) -> None:
     _save(fig, out / "per_class_iou.png")
 
 
+def crf_search_figure(search: pd.DataFrame, out: Path) -> None:
+    """mIoU over (theta_alpha, theta_beta) at each model's chosen w1: DeepLab's cross-validation grid."""
+    models = sorted(search["model"].unique())
+    fig = Figure(figsize=(3.6 * len(models), 3.4))
+    axes = np.atleast_1d(fig.subplots(1, len(models)))
+    for ax, model in zip(axes, models):
+        rows = search[search["model"] == model]
+        best = rows[rows["chosen"]].iloc[0]
+        grid = 100 * rows[rows["w1"] == best["w1"]].pivot_table(index="theta_alpha", columns="theta_beta", values="mIoU")
+        sns.heatmap(grid, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar=False)
+        ax.set_title(f"{model} (w1={best['w1']:g})", fontsize=9)
+        ax.set_xlabel("theta_beta (colour)")
+        ax.set_ylabel("theta_alpha (position)")
+    fig.suptitle(f"CRF search: mIoU (%) on {int(search['images'].iloc[0])} val images")
+    _save(fig, out / "crf_search.png")
+
+
 def qualitative(data_root: Path, split: str, run_dir: Path, model: str, samples: int, out: Path) -> None:
     """Image / ground truth / prediction / prediction + CRF for the first ``samples`` images."""
     palette = np.array(voc_palette(), dtype=np.uint8).reshape(256, 3)
@@ -154,8 +173,10 @@ def write_report(
     split: str,
     runs_dir: str | Path,
     samples: int = 4,
+    crf_search_path: str | Path | None = None,
 ) -> Path:
     metrics = read_parquet(metrics_path)
+    search = read_parquet(crf_search_path) if crf_search_path else None
     bench = read_parquet(bench_path)
     paper = read_parquet(paper_path)
     accuracy = accuracy_table(metrics, paper)
@@ -168,6 +189,10 @@ def write_report(
         fig_dir = staging / "figures"
         fig_dir.mkdir()
         figures(metrics, bench, fig_dir)
+        extra = []
+        if search is not None:
+            crf_search_figure(search, fig_dir)
+            extra.append("figures/crf_search.png")
         for model in models:
             qualitative(Path(data_root), split, Path(runs_dir) / model, model, samples, fig_dir)
         caveat = (
@@ -175,7 +200,7 @@ def write_report(
             f"reproduced figures here are on **{datasets}** and are comparable to the papers only "
             "when that is `voc2012` with the paper configuration."
         )
-        figs = [f"figures/{name}.png" for name in FIGURES] + [f"figures/qualitative_{m}.png" for m in models]
+        figs = [f"figures/{name}.png" for name in FIGURES] + extra + [f"figures/qualitative_{m}.png" for m in models]
         md = [
             "# segbench report",
             "",

@@ -8,7 +8,7 @@ import pytest
 
 from segbench.cli import build_parser, main
 
-STAGES = ("prepare", "train", "predict", "crf", "evaluate", "bench", "collect", "report", "models")
+STAGES = ("prepare", "train", "predict", "crf-search", "crf", "evaluate", "bench", "collect", "report", "models")
 
 
 @pytest.mark.parametrize("stage", STAGES)

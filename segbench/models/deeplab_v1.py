@@ -218,6 +218,7 @@ class DeepLabV1(DeepLab):
     citation="Chen et al. 2015, Section 3.1, Table 2 (DeepLab-LargeFOV); Table 1a",
     logits_stride=OUTPUT_STRIDE,
     paper_variant="DeepLab-LargeFOV",
+    paper_crf_variant="DeepLab-CRF-LargeFOV",
     multiscale_features=False,
 )
 @register_model(
@@ -227,6 +228,7 @@ class DeepLabV1(DeepLab):
     citation="Chen et al. 2015, Section 4.3 (multi-scale prediction), Table 1a",
     logits_stride=OUTPUT_STRIDE,
     paper_variant="DeepLab-MSc-LargeFOV",
+    paper_crf_variant="DeepLab-MSc-CRF-LargeFOV",
     multiscale_features=True,
 )
 def _deeplab_v1(

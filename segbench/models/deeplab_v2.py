@@ -127,6 +127,7 @@ def _deeplab_v2_vgg16(
     citation="Chen et al. 2017, Section 3.2 (MSC, ASPP-L); Section 4.1, Table 4 (ResNet-101)",
     logits_stride=OUTPUT_STRIDE,
     paper_variant="+MSC+COCO+Aug+ASPP",
+    paper_crf_variant="+MSC+COCO+Aug+ASPP+CRF",
     input_scales=MSC_SCALES,
 )
 def _deeplab_v2_resnet101(

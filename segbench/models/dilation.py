@@ -216,6 +216,7 @@ class DilationNet(nn.Module):
     citation="Yu & Koltun 2016, Section 3, Table 1 (large), Eq. 5; Table 3",
     logits_stride=OUTPUT_STRIDE,
     paper_variant="front end + large context",
+    paper_crf_variant="front end + large context + CRF",
     context="large",
 )
 def _dilation(

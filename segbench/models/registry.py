@@ -34,6 +34,9 @@ class ModelInfo:
     # The variant whose parameter count the paper states, when it names the base
     # net rather than each variant (FCN's Table 1 counts "FCN-VGG16").
     paper_params_variant: str | None = None
+    # The variant name of the paper's result with the dense CRF, when the paper
+    # names it apart (DeepLab v1's "DeepLab-CRF-LargeFOV").
+    paper_crf_variant: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -49,6 +52,7 @@ def register_model(
     logits_stride: int,
     paper_variant: str | None = None,
     paper_params_variant: str | None = None,
+    paper_crf_variant: str | None = None,
     **defaults: Any,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register ``builder`` under ``name``; ``defaults`` are paper options bound to it.
@@ -69,6 +73,7 @@ def register_model(
             logits_stride=logits_stride,
             paper_variant=paper_variant,
             paper_params_variant=paper_params_variant or paper_variant,
+            paper_crf_variant=paper_crf_variant or paper_variant,
             defaults=dict(defaults),
         )
         return builder

@@ -28,12 +28,18 @@ def paper_row(paper: pd.DataFrame, name: str, metric: str, crf: str | None = Non
 
     Rows are those of the model's ``family`` with that ``metric`` and its
     ``paper_variant`` (for ``params``: its ``paper_params_variant``, the net the
-    paper counted, e.g. FCN's "FCN-VGG16").  For ``mIoU`` only VOC 2012 rows count, val preferred over test,
+    paper counted, e.g. FCN's "FCN-VGG16"; with ``crf="yes"``: its
+    ``paper_crf_variant``, e.g. "DeepLab-CRF-LargeFOV").  For ``mIoU`` only VOC 2012 rows count, val preferred over test,
     and ``crf`` ("yes"/"no") selects with or without the dense CRF.  Rows
     whose value is not a number are skipped.
     """
     info = model_info(name)
-    variant = info.paper_params_variant if metric == "params" else info.paper_variant
+    if metric == "params":
+        variant = info.paper_params_variant
+    elif crf == "yes":
+        variant = info.paper_crf_variant
+    else:
+        variant = info.paper_variant
     if variant is None:
         return None
     rows = paper[(paper["paper"] == info.family) & (paper["metric"] == metric) & (paper["variant"] == variant)]

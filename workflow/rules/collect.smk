@@ -35,3 +35,16 @@ rule paper_results:
         ENV
     shell:
         "segbench collect {input} --out {output} > {log} 2>&1"
+
+
+rule collect_crf_search:
+    input:
+        expand("results/{dataset}/{model}/crf_search.parquet", dataset=DATASET, model=RUNS),
+    output:
+        "results/crf_search.parquet",
+    log:
+        "results/logs/collect_crf_search.log",
+    conda:
+        ENV
+    shell:
+        "segbench collect {input} --out {output} > {log} 2>&1"

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import os
 
 from snakemake.utils import validate
 
@@ -13,6 +14,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 DATASET = config["dataset"]["name"]
 RUNS = config["models"]
+SEARCH = config["crf"]["search"]
 ENV = "../../environment.yml"
 
 
@@ -21,8 +23,9 @@ wildcard_constraints:
     model="|".join(RUNS),
 
 
-def data_root(wildcards):
-    return f"resources/{wildcards.dataset}"
+def dataset_root(wildcards, input):
+    """The dataset root (holding VOCdevkit/), derived from the rule's input."""
+    return os.path.dirname(input.data)
 
 
 def train_settings(model):
@@ -45,3 +48,45 @@ def config_hash(model):
 def flags(options):
     """Command-line flags from a mapping: {"batch_size": 8} -> "--batch-size 8"."""
     return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in options.items())
+
+
+def prepare_args(wildcards):
+    dataset = config["dataset"]
+    if dataset["source"] == "synthetic":
+        return f"synthetic {flags(dataset['synthetic'])}"
+    return f"voc2012 --archives {dataset['archives']}"
+
+
+def train_args(wildcards):
+    run = RUNS[wildcards.model]
+    settings = train_settings(wildcards.model)
+    args = [
+        f"--model {run['arch']}",
+        f"--width {run['width']}",
+        f"--split {config['dataset']['train_split']}",
+        f"--num-classes {config['dataset']['num_classes']}",
+        f"--pretrained-backbone {run['pretrained_backbone']}",
+        flags(settings),
+        *(f"--option {key}={json.dumps(value)!r}" for key, value in run["options"].items()),
+    ]
+    return " ".join(args)
+
+
+def crf_search_grid():
+    """--w1 3 4 5 --theta-alpha ... --theta-beta ...: the grid of the CRF search."""
+    return " ".join(
+        f"--{key.replace('_', '-')} {' '.join(map(str, SEARCH[key]))}" for key in ("w1", "theta_alpha", "theta_beta")
+    )
+
+
+def crf_search_table(wildcards):
+    """The search's table when the search is on; the CRF then uses its choice."""
+    if SEARCH["enabled"]:
+        return f"results/{wildcards.dataset}/{wildcards.model}/crf_search.parquet"
+    return []
+
+
+def crf_args(wildcards, input):
+    settings = {k: v for k, v in config["crf"].items() if k != "search"}
+    args = flags(settings)
+    return f"{args} --params-from {input.search}" if SEARCH["enabled"] else args

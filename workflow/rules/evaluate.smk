@@ -7,7 +7,7 @@ rule evaluate:
     output:
         "results/{dataset}/{model}/metrics.parquet",
     params:
-        data=data_root,
+        data=dataset_root,
         split=config["dataset"]["val_split"],
     log:
         "results/{dataset}/{model}/logs/evaluate.log",

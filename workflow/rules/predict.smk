@@ -6,7 +6,7 @@ rule predict:
         pred=directory("results/{dataset}/{model}/pred"),
         probs=directory("results/{dataset}/{model}/probs"),
     params:
-        data=data_root,
+        data=dataset_root,
         split=config["dataset"]["val_split"],
         stride=config["predict"]["prob_stride"],
     threads: 1

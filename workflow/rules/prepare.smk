@@ -1,10 +1,3 @@
-def prepare_args(wildcards):
-    dataset = config["dataset"]
-    if dataset["source"] == "synthetic":
-        return "synthetic " + flags(dataset["synthetic"])
-    return f"voc2012 --archives {dataset['archives']}"
-
-
 rule prepare:
     output:
         directory("resources/{dataset}/VOCdevkit"),

@@ -5,6 +5,7 @@ rule report:
         paper="results/paper_results.parquet",
         data=expand("resources/{dataset}/VOCdevkit", dataset=DATASET),
         crf=expand("results/{dataset}/{model}/crf", dataset=DATASET, model=RUNS),
+        crf_search=["results/crf_search.parquet"] if SEARCH["enabled"] else [],
     output:
         html="results/report/index.html",
         markdown="results/report/report.md",
@@ -16,8 +17,9 @@ rule report:
             "results/report/figures/speed_accuracy.png", caption="../report/speed_accuracy.rst", category="Speed"
         ),
     params:
-        data=f"resources/{DATASET}",
-        runs=f"results/{DATASET}",
+        crf_search=lambda wildcards, input: f"--crf-search {input.crf_search}" if SEARCH["enabled"] else "",
+        data=lambda wildcards, input: os.path.dirname(input.data[0]),
+        runs=lambda wildcards, input: os.path.dirname(os.path.dirname(input.crf[0])),
         split=config["dataset"]["val_split"],
         samples=config["report"]["samples"],
     log:
@@ -26,5 +28,5 @@ rule report:
         ENV
     shell:
         "segbench report --metrics {input.metrics} --bench {input.bench} --paper {input.paper}"
-        " --data {params.data} --split {params.split} --runs-dir {params.runs} --samples {params.samples}"
+        " --data {params.data} --split {params.split} --runs-dir {params.runs} --samples {params.samples} {params.crf_search}"
         " --out-dir results/report > {log} 2>&1"

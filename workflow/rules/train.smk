@@ -1,18 +1,3 @@
-def train_args(wildcards):
-    run = RUNS[wildcards.model]
-    settings = train_settings(wildcards.model)
-    args = [
-        f"--model {run['arch']}",
-        f"--width {run['width']}",
-        f"--split {config['dataset']['train_split']}",
-        f"--num-classes {config['dataset']['num_classes']}",
-        f"--pretrained-backbone {run['pretrained_backbone']}",
-        flags(settings),
-        *(f"--option {key}={json.dumps(value)!r}" for key, value in run["options"].items()),
-    ]
-    return " ".join(args)
-
-
 rule train:
     input:
         data="resources/{dataset}/VOCdevkit",
@@ -22,7 +7,7 @@ rule train:
     params:
         args=train_args,
         config_hash=lambda wildcards: config_hash(wildcards.model),
-        data=data_root,
+        data=dataset_root,
     # One thread per run: on a CPU, two single-threaded trainings side by side
     # finish sooner than two multi-threaded ones in turn. Profiles raise it.
     threads: 1
