@@ -10,7 +10,7 @@ CORES ?= all
 # Rules call `segbench`; put the venv's scripts first on PATH for them.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup slurm-deps demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -20,10 +20,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $(STAMP)
 
+# Debian's SLURM and MUNGE, for tests/test_slurm.py (a loopback cluster; the test
+# skips without them). apt-get needs root: sudo is used when not root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+slurm-deps:
+	@if [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && [ -x /usr/sbin/munged ]; then \
+		echo "slurm-deps: slurm-wlm and munge are installed"; \
+	else \
+		$(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends slurm-wlm munge; \
+	fi
+
 demo: setup
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml
 	@echo
 	@echo "Report: $(CURDIR)/results/report/index.html (Markdown: results/report/report.md)"
+
+# Once slurm-wlm is installed, every snakemake start runs `scontrol show config`
+# (the SLURM plugin's --help text); with no slurm.conf that becomes a DNS lookup.
+# Tests need no site cluster (test_slurm.py sets its own SLURM_CONF), so point it
+# at an empty file unless one is set already.
+test lint: export SLURM_CONF ?= /dev/null
 
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadgroup

@@ -100,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     config = TrainConfig(
         iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-        weight_decay=args.weight_decay, lr_power=args.lr_power, crop_size=args.crop_size,
+        weight_decay=args.weight_decay, lr_power=args.lr_power, warmup_iters=args.warmup_iters, crop_size=args.crop_size,
         scale_min=args.scale_min, scale_max=args.scale_max, seed=args.seed, workers=args.workers,
     )
     path = train(
@@ -178,15 +178,22 @@ def cmd_crf_search(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from segbench.evaluate import evaluate
+    from segbench.evaluate import evaluate, majority_baseline
 
-    table = evaluate(
-        data_root=args.data, split=args.split, dataset=args.dataset, model=args.model,
-        checkpoint=args.checkpoint, pred_dir=args.pred_dir, crf_dir=args.crf_dir, out=args.out,
-    )
-    summary = table[table["metric"] == "mIoU"][["crf", "value"]]
-    for crf, value in summary.itertuples(index=False):
-        print(f"{args.model}: mIoU {100 * value:.2f}%{' (CRF)' if crf else ''}")
+    if args.majority_baseline:
+        table = majority_baseline(
+            data_root=args.data, train_split=args.train_split, split=args.split, dataset=args.dataset, out=args.out
+        )
+    elif args.checkpoint is None or args.pred_dir is None:
+        raise InputError("evaluate needs --checkpoint and --pred-dir (or --majority-baseline)")
+    else:
+        table = evaluate(
+            data_root=args.data, split=args.split, dataset=args.dataset, model=args.model,
+            checkpoint=args.checkpoint, pred_dir=args.pred_dir, crf_dir=args.crf_dir, out=args.out,
+        )
+    summary = table[table["metric"] == "mIoU"][["model", "crf", "value"]]
+    for model, crf, value in summary.itertuples(index=False):
+        print(f"{model}: mIoU {100 * value:.2f}%{' (CRF)' if crf else ''}")
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -293,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--lr-power", type=float, default=0.9, help="poly policy exponent")
+    p.add_argument("--warmup-iters", type=int, default=0, help="linear learning-rate warm-up before the poly decay")
     p.add_argument("--crop-size", type=int, default=128)
     p.add_argument("--scale-min", type=float, default=0.5)
     p.add_argument("--scale-max", type=float, default=2.0)
@@ -344,10 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--split", default="val")
     p.add_argument("--dataset", required=True, help="dataset label for the result rows")
-    p.add_argument("--model", required=True, help="run label for the result rows")
-    p.add_argument("--checkpoint", required=True, type=Path, help="the run's checkpoint (provenance only)")
-    p.add_argument("--pred-dir", required=True, type=Path)
+    p.add_argument("--model", default="", help="run label for the result rows")
+    p.add_argument("--checkpoint", type=Path, help="the run's checkpoint (provenance only)")
+    p.add_argument("--pred-dir", type=Path, help="predicted label PNGs")
     p.add_argument("--crf-dir", type=Path, help="CRF-refined predictions (omit to score without CRF only)")
+    p.add_argument("--majority-baseline", action="store_true", help="score the training split's most frequent class everywhere instead of predictions")
+    p.add_argument("--train-split", default="train", help="with --majority-baseline: where class frequencies come from")
     p.add_argument("--out", required=True, type=Path)
 
     p = add("bench", cmd_bench, "Measure latency (median, p90), FPS, parameters, FLOPs and peak memory; writes bench.parquet. With --crf: the CRF stage's speed at VOC size.")

@@ -58,21 +58,40 @@ def evaluate(
     out: str | Path,
 ) -> pd.DataFrame:
     names = class_names(data_root)
-    num_classes = len(names)
-    provenance = checkpoint_provenance(checkpoint)
     rows = []
     for crf, directory in ((False, pred_dir), (True, crf_dir)):
-        if directory is None:
-            continue
-        result = scores(confusion_for_dir(data_root, split, directory, num_classes))
-        base = {"dataset": dataset, "split": split, "model": model, "crf": crf}
-        rows += [{**base, "metric": m, "class": None, "value": float(result[m])} for m in SUMMARY_METRICS]
-        rows += [
-            {**base, "metric": "IoU", "class": names[c], "value": float(result["iou"][c])}
-            for c in range(num_classes)
-        ]
+        if directory is not None:
+            matrix = confusion_for_dir(data_root, split, directory, len(names))
+            rows += _rows(matrix, names, dataset=dataset, split=split, model=model, crf=crf)
+    return _write(rows, checkpoint_provenance(checkpoint), out)
+
+
+def majority_baseline(*, data_root: str | Path, train_split: str, split: str, dataset: str, out: str | Path) -> pd.DataFrame:
+    """Scores of predicting the training split's most frequent class everywhere: the floor to beat."""
+    names = class_names(data_root)
+    gt_dir = mask_dir(data_root)
+    counts = np.zeros(256, np.int64)
+    for image_id in tqdm(read_ids(data_root, train_split), desc="class frequencies", unit="img"):
+        counts += np.bincount(read_label_png(gt_dir / f"{image_id}.png", len(names)).ravel(), minlength=256)
+    majority = int(np.argmax(counts[: len(names)]))
+    cm = ConfusionMatrix(len(names))
+    for image_id in read_ids(data_root, split):
+        target = read_label_png(gt_dir / f"{image_id}.png", len(names))
+        cm.update(np.full_like(target, majority), target, name=image_id)
+    rows = _rows(cm.matrix, names, dataset=dataset, split=split, model=f"majority class ({names[majority]})", crf=False)
+    prov = {"git_commit": git_commit(), "torch_version": None, "device": None, "seed": None, "config_hash": None}
+    return _write(rows, {**prov, "arch": "baseline"}, out)
+
+
+def _rows(matrix: np.ndarray, names: tuple[str, ...], **base: object) -> list[dict[str, object]]:
+    result = scores(matrix)
+    rows = [{**base, "metric": m, "class": None, "value": float(result[m])} for m in SUMMARY_METRICS]
+    return rows + [{**base, "metric": "IoU", "class": names[c], "value": float(result["iou"][c])} for c in range(len(names))]
+
+
+def _write(rows: list[dict[str, object]], constants: dict[str, object], out: str | Path) -> pd.DataFrame:
     table = pd.DataFrame(rows)
-    for key, value in provenance.items():
+    for key, value in constants.items():
         table[key] = value
     write_parquet(table, out)
     return table

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure  # no pyplot: no global state, no display n
 from segbench.data.voc import mask_dir as gt_mask_dir
 from segbench.data.voc import read_ids, read_image, read_label_png, voc_dir, voc_palette
 from segbench.io import atomic_dir, read_parquet
+from segbench.models import list_models
 from segbench.models.summary import paper_row
 
 FIGURES = ("miou", "speed_accuracy", "per_class_iou")
@@ -26,7 +27,7 @@ FIGURES = ("miou", "speed_accuracy", "per_class_iou")
 
 def _paper_value(paper: pd.DataFrame, arch: str, metric: str, crf: str | None = None) -> tuple[float, str]:
     """The paper's figure for ``arch`` on VOC 2012 (val preferred over test), with its source."""
-    row = paper_row(paper, arch, metric, crf)
+    row = paper_row(paper, arch, metric, crf) if arch in list_models() else None
     if row is None:
         return np.nan, ""
     split = f"VOC12 {row['split']}, " if metric == "mIoU" else ""
@@ -183,7 +184,7 @@ def write_report(
     speed = speed_table(bench, paper)
     datasets = ", ".join(sorted(metrics["dataset"].unique()))
     commits = ", ".join(sorted(metrics["git_commit"].dropna().unique()))
-    models = list(accuracy["model"])
+    models = [m for m in accuracy["model"] if m in set(bench["model"])]  # trained runs, not baselines
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as staging:
         fig_dir = staging / "figures"

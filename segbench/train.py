@@ -1,7 +1,8 @@
 """Training: SGD with momentum and the "poly" learning-rate policy.
 
 The recipe shared by DeepLab (Chen et al. 2017, Section 4.1: lr x (1 - iter/max)^0.9,
-momentum 0.9, weight decay 5e-4) and torchvision's segmentation references:
+momentum 0.9, weight decay 5e-4) and torchvision's segmentation references
+(optionally after a linear warm-up):
 cross-entropy that ignores void (255), random scale / crop / flip.
 Models with an auxiliary head (PSPNet) add its loss with the weight the model
 declares (``aux_weight``, 0.4 in Zhao et al. 2017, Section 3.3).
@@ -36,6 +37,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_power: float = 0.9
+    warmup_iters: int = 0
     crop_size: int = 128
     scale_min: float = 0.5
     scale_max: float = 2.0
@@ -47,6 +49,8 @@ class TrainConfig:
         for field in ("iterations", "batch_size", "crop_size", "log_every"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        if not 0 <= self.warmup_iters < self.iterations:
+            raise ValueError(f"warmup_iters must be in [0, iterations), got {self.warmup_iters}")
         if not 0 < self.scale_min <= self.scale_max:
             raise ValueError(f"need 0 < scale_min <= scale_max, got {self.scale_min}, {self.scale_max}")
 
@@ -65,6 +69,18 @@ def _batches(dataset: VOCSegmentation, config: TrainConfig):
             generator=generator,
         )
         yield from loader
+
+
+def lr_factor(iteration: int, config: TrainConfig) -> float:
+    """Poly decay, after an optional linear warm-up (mmsegmentation's "linear" warm-up).
+
+    Warm-up lets plain (BN-free) networks such as FCN and DeepLab-VGG trained from
+    scratch take a learning rate that would otherwise diverge in the first steps.
+    """
+    poly = (1 - iteration / config.iterations) ** config.lr_power
+    if iteration < config.warmup_iters:
+        return poly * (iteration + 1) / (config.warmup_iters + 1)
+    return poly
 
 
 def segmentation_loss(output: torch.Tensor | dict[str, torch.Tensor], target: torch.Tensor, aux_weight: float) -> torch.Tensor:
@@ -111,9 +127,7 @@ def train(
     aux_weight = float(getattr(model, "aux_weight", 0.4))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: (1 - it / config.iterations) ** config.lr_power
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, config))
     rows = []
     start = time.perf_counter()
     window_loss, window_n = 0.0, 0

@@ -25,7 +25,7 @@ TINY = {
         "fcn8s_tiny": {"arch": "fcn8s", "width": 0.0625},
         "fcn32s_tiny": {"arch": "fcn32s", "width": 0.0625, "train": {"lr": 0.001}},
     },
-    "crf": {"preset": "deeplab", "iterations": 2},
+    "crf": {"preset": "deeplab", "iterations": 2, "search": {"subset": 2, "w1": [3, 5], "theta_alpha": [80], "theta_beta": [5]}},
     "bench": {"height": 40, "width": 56, "warmup": 1, "repeats": 2},
     "report": {"paper_results": str(REPO / "config" / "paper_results.csv"), "samples": 2},
 }
@@ -47,6 +47,9 @@ def test_end_to_end(tmp_path: Path) -> None:
     result = snakemake(tmp_path, TINY, "--cores", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = pd.read_parquet(tmp_path / "results" / "metrics.parquet")
+    baseline = metrics[metrics["arch"] == "baseline"]
+    assert set(baseline["model"]) == {"majority class (background)"} and not baseline["crf"].any()
+    metrics = metrics[metrics["arch"] != "baseline"]
     assert set(metrics["model"]) == {"fcn8s_tiny", "fcn32s_tiny"}
     miou = metrics[metrics["metric"] == "mIoU"]
     assert sorted(miou["crf"].tolist()) == [False, False, True, True]
@@ -55,15 +58,17 @@ def test_end_to_end(tmp_path: Path) -> None:
         assert metrics[column].notna().all(), column
     assert metrics.groupby("model")["config_hash"].nunique().eq(1).all()
     assert metrics["config_hash"].nunique() == 2  # the runs differ (lr override)
+    search = pd.read_parquet(tmp_path / "results" / "crf_search.parquet")
+    assert len(search) == 2 * 2 and search.groupby("model")["chosen"].sum().eq(1).all()
     bench = pd.read_parquet(tmp_path / "results" / "bench.parquet")
     assert {"latency_median", "fps", "params", "gflops", "peak_memory"} <= set(bench["metric"])
     assert (bench.loc[bench["metric"] == "params", "value"] > 0).all()
     report = tmp_path / "results" / "report"
     html = (report / "index.html").read_text()
     assert "fcn8s_tiny" in html and "paper mIoU" in html
-    for name in ("miou", "speed_accuracy", "per_class_iou", "qualitative_fcn8s_tiny"):
+    for name in ("miou", "speed_accuracy", "per_class_iou", "crf_search", "qualitative_fcn8s_tiny"):
         assert (report / "figures" / f"{name}.png").stat().st_size > 1000
-    for stage in ("train", "predict", "crf", "evaluate", "bench"):
+    for stage in ("train", "predict", "crf_search", "crf", "evaluate", "bench"):
         assert (tmp_path / "results" / "tiny" / "fcn8s_tiny" / "logs" / f"{stage}.log").is_file()
     # Nothing left to do: the DAG is complete and stable.
     again = snakemake(tmp_path, TINY, "--cores", "2", "--dry-run")

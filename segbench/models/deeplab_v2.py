@@ -16,9 +16,9 @@ TPAMI 2017 (arXiv:1606.00915):
   stages; each ASPP-L branch is a single 3x3 atrous convolution to the classes
   (Gaussian std 0.01, as the prototxt).  The backbone is backbones/resnet.py: the
   torchvision (v1.5) bottleneck, which strides in its 3x3 conv; the paper's Caffe
-  ResNet-101 strides in the 1x1 conv and dilates the first block of a dilated stage
-  too, where torchvision keeps the previous rate (here res4a has rate 1 instead of
-  2; res5 has rate 4 throughout, as in the paper, via multi_grid=(1, 1, 1)).
+  ResNet-101 strides in the 1x1 conv.  As there, every block of a dilated stage
+  is dilated (``dilate_first_block``: res4a has rate 2) and res5 has rate 4
+  throughout (multi_grid=(1, 1, 1)).
 * MSC (Section 3.2, Table 4): the input at scales 1, 0.75 and 0.5 through the same
   net, scores fused by their maximum (deeplab_v1.DeepLab).  The paper also trains
   each scale's scores separately; the model contract returns only the fused logits.
@@ -139,7 +139,7 @@ def _deeplab_v2_resnet101(
     input_scales: Sequence[float] = (1.0,),
 ) -> DeepLabV2:
     # multi_grid (1, 1, 1) gives every res5 block the stage rate (4), as the paper's net.
-    backbone = ResNet(depth=101, width=width, output_stride=OUTPUT_STRIDE, multi_grid=(1, 1, 1))
+    backbone = ResNet(depth=101, width=width, output_stride=OUTPUT_STRIDE, multi_grid=(1, 1, 1), dilate_first_block=True)
     init_kaiming(backbone)
     branches = []
     for rate in _check_rates(rates):

@@ -24,10 +24,9 @@ pspnet101_VOC2012_473.prototxt):
 Deviations: the released nets use a deep stem (three 3x3 convs with 64, 64
 and 128 channels) and their own ImageNet weights; here the stem is the
 standard 7x7 conv so that torchvision's ImageNet weights load (about 0.12M
-fewer parameters at width 1.0).  The released nets dilate every block of the
-dilated stages; this backbone keeps rate 1 in the first block of ``layer3``
-(torchvision's rule), while ``multi_grid=(1, 1, 1)`` gives all of ``layer4``
-rate 4 as in the released nets.  Training-mode batch norm after the 1x1 bin
+fewer parameters at width 1.0).  As in the released nets, every block of the
+dilated stages is dilated: ``dilate_first_block`` gives the first block of
+``layer3`` rate 2, and ``multi_grid=(1, 1, 1)`` all of ``layer4`` rate 4.  Training-mode batch norm after the 1x1 bin
 needs more than one image per batch.  The paper gives no parameter count.
 """
 
@@ -90,7 +89,7 @@ class PSPNet(nn.Module):
             raise ValueError(f"bins must be positive bin counts, got {tuple(bins)}")
         self.aux_weight = aux_weight
         # multi_grid (1, 1, 1): every block of layer4 at rate 4, as in the released nets.
-        self.backbone = ResNet(depth=depth, width=width, output_stride=8, multi_grid=(1, 1, 1))
+        self.backbone = ResNet(depth=depth, width=width, output_stride=8, multi_grid=(1, 1, 1), dilate_first_block=True)
         _, _, c4, c5 = self.backbone.channels
         self.ppm = PyramidPooling(c5, bins)
         self.head = _classifier(self.ppm.out_channels, scaled(512, width), num_classes)

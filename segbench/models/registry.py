@@ -126,6 +126,8 @@ def build_model(
         raise InputError(f"num_classes must be >= 1, got {num_classes}")
     if width <= 0:
         raise InputError(f"width must be > 0, got {width}")
+    if pretrained_backbone and width != 1.0:
+        raise InputError(f"pretrained_backbone needs width 1.0 (ImageNet weights have the paper's channels), got {width}")
     known = model_options(name)
     unknown = sorted(set(options) - set(known))
     if unknown:

@@ -1,6 +1,7 @@
 rule collect_metrics:
     input:
         expand("results/{dataset}/{model}/metrics.parquet", dataset=DATASET, model=RUNS),
+        expand("results/{dataset}/majority_baseline.parquet", dataset=DATASET),
     output:
         "results/metrics.parquet",
     log:

@@ -6,10 +6,11 @@ models) load without renaming.  Unlike torchvision's, every channel count
 scales with ``width`` so that CPU runs keep the topology.
 
 Dilation instead of stride (Chen et al. 2017, DeepLab v3 Section 3.1) keeps
-the ``output_stride``; the rule for the first block of a dilated stage follows
-torchvision (it keeps the previous rate) so that its models can be matched
-exactly, while ``multi_grid`` sets every block of the last stage explicitly to
-``rate * grid[i]`` (DeepLab v3 Section 3.2).
+the ``output_stride``. By default the first block of a dilated stage keeps the
+previous rate, as torchvision does, so that its models can be matched exactly;
+``dilate_first_block`` gives it the stage's rate instead, as the Caffe ResNets
+of DeepLab v2 and PSPNet do. ``multi_grid`` sets every block of the last stage
+explicitly to ``rate * grid[i]`` (DeepLab v3 Section 3.2).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class ResNet(nn.Module):
         width: float = 1.0,
         output_stride: int = 32,
         multi_grid: Sequence[int] | None = None,
+        dilate_first_block: bool = False,
     ) -> None:
         super().__init__()
         if depth not in DEPTHS:
@@ -98,6 +100,8 @@ class ResNet(nn.Module):
             if index >= 2 and dilate[index - 2]:
                 rate *= stride
                 stride = 1
+                if dilate_first_block:
+                    previous = rate
             if index == 3 and multi_grid is not None:
                 dilations = [rate * g for g in multi_grid]
             else:

@@ -1,0 +1,40 @@
+"""The shared ResNet backbone: torchvision-compatible, dilated as each paper needs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from segbench.errors import InputError
+from segbench.models import build_model
+from segbench.models.backbones.resnet import ResNet
+
+
+def test_resnet50_loads_torchvision_weights_and_matches_its_output() -> None:
+    torch.manual_seed(0)
+    ours = ResNet(depth=50, output_stride=8).eval()
+    theirs = torchvision.models.resnet50(replace_stride_with_dilation=[False, True, True]).eval()
+    ours.load_state_dict({k: v for k, v in theirs.state_dict().items() if not k.startswith("fc.")})
+    x = torch.randn(1, 3, 67, 61)
+    with torch.no_grad():
+        expected = torch.nn.Sequential(*list(theirs.children())[:-2])(x)
+        torch.testing.assert_close(ours(x)[-1], expected)
+
+
+@pytest.mark.parametrize(("dilate_first_block", "first_rate"), [(False, 1), (True, 2)])
+def test_first_block_of_a_dilated_stage(dilate_first_block: bool, first_rate: int) -> None:
+    net = ResNet(depth=50, width=0.125, output_stride=8, dilate_first_block=dilate_first_block)
+    assert net.layer3[0].conv2.dilation == (first_rate, first_rate)
+    assert net.layer3[1].conv2.dilation == (2, 2) and net.layer4[1].conv2.dilation == (4, 4)
+    assert net.layer3[0].conv2.stride == (1, 1)
+
+
+def test_multi_grid_sets_every_block_of_the_last_stage() -> None:
+    net = ResNet(depth=101, width=0.125, output_stride=16, multi_grid=(1, 2, 4))
+    assert [b.conv2.dilation[0] for b in net.layer4] == [2, 4, 8]
+
+
+def test_pretrained_backbone_needs_full_width() -> None:
+    with pytest.raises(InputError, match="needs width 1.0"):
+        build_model("deeplabv3_resnet50", width=0.5, pretrained_backbone=True)
