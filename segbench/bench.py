@@ -24,6 +24,7 @@ import pandas as pd
 import psutil
 import torch
 import torch.nn as nn
+import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
@@ -33,6 +34,9 @@ from segbench.data.synthetic import generate
 from segbench.data.voc import read_ids, read_image, read_label_png, voc_dir
 from segbench.io import write_npz, write_parquet
 from segbench.models import build_model
+from segbench.models.backbones.resnet import ResNet
+from segbench.models.backbones.vgg import vgg16_stages
+from segbench.models.deeplab_v3 import from_torchvision_state_dict
 from segbench.predict import compact_probabilities
 from segbench.provenance import provenance, resolve_device
 
@@ -229,5 +233,61 @@ def bench_crf(
     context = {"input_height": height, "input_width": width, "classes": num_classes, "iterations": iterations, "images": images, "processes": processes}
     prov = provenance(device="cpu", seed=seed, config_hash="")
     table = pd.DataFrame([{**context, "metric": m, "value": float(v), "unit": u, **prov} for m, v, u in measured])
+    write_parquet(table, out)
+    return table
+
+
+def _peers() -> dict[str, Callable[[], tuple[nn.Module, nn.Module]]]:
+    """(ours, torchvision's) builders for the same architecture, weights equal where loadable."""
+
+    def deeplabv3() -> tuple[nn.Module, nn.Module]:
+        theirs = torchvision.models.segmentation.deeplabv3_resnet50(weights=None, weights_backbone=None, aux_loss=False)
+        return from_torchvision_state_dict(theirs.state_dict()), theirs
+
+    def resnet50_os8() -> tuple[nn.Module, nn.Module]:
+        theirs = torchvision.models.resnet50(replace_stride_with_dilation=[False, True, True])
+        ours = ResNet(depth=50, output_stride=8)
+        ours.load_state_dict({k: v for k, v in theirs.state_dict().items() if not k.startswith("fc.")})
+        return ours, nn.Sequential(*list(theirs.children())[:-2])
+
+    def vgg16_convs() -> tuple[nn.Module, nn.Module]:
+        # FCN's and DeepLab-VGG's conv body: VGG16's 13 convs with max pooling.
+        stages = vgg16_stages()
+        ours = nn.Sequential(*[nn.Sequential(stage, nn.MaxPool2d(2, 2)) for stage in stages])
+        return ours, torchvision.models.vgg16().features
+
+    return {"deeplabv3_resnet50 (torchvision config)": deeplabv3, "resnet50 OS8 backbone": resnet50_os8, "vgg16 conv body": vgg16_convs}
+
+
+def bench_peers(*, out: str | Path, height: int = 256, width: int = 256, warmup: int = 2, repeats: int = 10, threads: int | None = None) -> pd.DataFrame:
+    """Latency of our models beside torchvision's of the same architecture, interleaved.
+
+    Each pair runs in alternation, one forward each in turn, so that any drift
+    of the machine (frequency, other load) hits both equally.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    rows = []
+    x = torch.randn(1, 3, height, width)
+    for name, make in _peers().items():
+        torch.manual_seed(0)
+        pair = [m.eval() for m in make()]
+        times: list[list[float]] = [[], []]
+        with torch.inference_mode():
+            for _ in range(warmup):
+                for model in pair:
+                    model(x)
+            for _ in tqdm(range(repeats), desc=name, unit="run", leave=False):
+                for model, bucket in zip(pair, times):
+                    start = time.perf_counter()
+                    model(x)
+                    bucket.append((time.perf_counter() - start) * 1000)
+        ours, theirs = (statistics.median(t) for t in times)
+        for impl, value in (("segbench", ours), ("torchvision", theirs)):
+            rows.append({"peer": name, "implementation": impl, "metric": "latency_median", "value": value, "unit": "ms"})
+        rows.append({"peer": name, "implementation": "segbench", "metric": "latency_ratio", "value": ours / theirs, "unit": "x"})
+    prov = provenance(device="cpu", seed=0, config_hash="")
+    context = {"input_height": height, "input_width": width, "threads": torch.get_num_threads(), "repeats": repeats}
+    table = pd.DataFrame([{**context, **row, **prov} for row in rows])
     write_parquet(table, out)
     return table

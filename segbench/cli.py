@@ -197,9 +197,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from segbench.bench import bench, bench_crf
+    from segbench.bench import bench, bench_crf, bench_peers
 
     height, width = args.size
+    if args.peers:
+        table = bench_peers(out=args.out, height=height, width=width, warmup=args.warmup, repeats=args.repeats, threads=args.threads or None)
+        for peer, impl, metric, value in table[["peer", "implementation", "metric", "value"]].itertuples(index=False):
+            print(f"{peer:>40} {impl:>12} {metric:>15}: {value:9.3f}")
+        return
     if args.crf:
         table = bench_crf(
             out=args.out, height=height, width=width, num_classes=args.num_classes, images=args.crf_images,
@@ -366,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--checkpoint", type=Path, help="a trained run")
     src.add_argument("--model", help="a registered architecture, freshly initialised")
     src.add_argument("--crf", action="store_true", help="time the CRF stage (use --size 375x500 for VOC size) against pydensecrf alone, with 1 and --threads processes")
+    src.add_argument("--peers", action="store_true", help="time our models beside torchvision's of the same architecture (interleaved)")
     p.add_argument("--crf-images", type=int, default=8, help="with --crf: images timed")
     p.add_argument("--crf-iterations", type=int, default=10, help="with --crf: mean-field iterations")
     p.add_argument("--width", type=float, default=1.0, help="with --model: channel multiplier")

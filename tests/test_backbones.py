@@ -35,6 +35,8 @@ def test_multi_grid_sets_every_block_of_the_last_stage() -> None:
     assert [b.conv2.dilation[0] for b in net.layer4] == [2, 4, 8]
 
 
-def test_pretrained_backbone_needs_full_width() -> None:
-    with pytest.raises(InputError, match="needs width 1.0"):
-        build_model("deeplabv3_resnet50", width=0.5, pretrained_backbone=True)
+def test_pretrained_weights_of_the_wrong_width_are_a_clear_error(tmp_path) -> None:
+    weights = torchvision.models.resnet50().state_dict()  # width 1.0
+    torch.save(weights, tmp_path / "resnet50.pth")
+    with pytest.raises(InputError, match="do not fit 'deeplabv3_resnet50' at width 0.5"):
+        build_model("deeplabv3_resnet50", width=0.5, pretrained_backbone=str(tmp_path / "resnet50.pth"))

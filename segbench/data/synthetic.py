@@ -4,11 +4,11 @@ Deterministic from a seed (each image draws from its own generator keyed by
 ``(seed, split, index)``, so changing one split's size leaves the other split
 unchanged). It is built so that the papers' claims can show on a CPU:
 
-* 20 object classes = 5 shapes x 4 materials. A material is a texture
-  (stripes, checkerboard, dots, plain gradient) with its own hue range, so
-  colour and texture tell the material but only the object's shape tells
-  the class within it: a pixel's class needs context, the extent of the
-  object it lies in. Large receptive fields (FCN-32s vs 8s, DeepLab's
+* 20 object classes = 5 shapes x 4 materials (stripes, checkerboard, dots,
+  plain gradient). Each shape has its own hue band, but neighbouring bands
+  overlap, so colour narrows the class down without deciding it: a pixel's
+  class needs its texture and, where hues overlap, the shape of the object it
+  lies in -- context. Large receptive fields (FCN-32s vs 8s, DeepLab's
   LargeFOV, ASPP, pyramid pooling, large kernels) should matter. Clutter
   takes any hue, so colour alone does not even tell object from background.
 * sizes log-uniform from a few pixels to most of the frame; thin structures
@@ -35,8 +35,9 @@ from segbench.io import atomic_dir, write_label_png
 SHAPES = ("ellipse", "rectangle", "triangle", "ring", "thin")
 MATERIALS = ("stripes", "checker", "dots", "plain")
 CLASSES = ("background",) + tuple(f"{s}-{m}" for s in SHAPES for m in MATERIALS)
-# Hue ranges per material (HSV hue in [0,1), the first may wrap past 1).
-_HUES = {"stripes": (0.95, 0.08), "checker": (0.55, 0.68), "dots": (0.25, 0.4), "plain": (0.75, 0.88)}
+# Hue band of each shape (HSV hue in [0,1), wrapping): centres 0.2 apart, 0.3 wide,
+# so each band overlaps half of each neighbour's.
+_HUE_BANDS = {shape: ((0.2 * i - 0.15) % 1.0, (0.2 * i + 0.15) % 1.0) for i, shape in enumerate(SHAPES)}
 _SPLIT_CODE = {"train": 0, "val": 1}
 
 
@@ -47,9 +48,9 @@ def _hue_colour(rng: np.random.Generator, hue_range: tuple[float, float], sat: t
     return np.array(colorsys.hsv_to_rgb(hue, rng.uniform(*sat), rng.uniform(*val)), dtype=np.float32) * 255
 
 
-def _texture(rng: np.random.Generator, material: str, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-    """HxWx3 float image of one material; colours drawn per object."""
-    a = _hue_colour(rng, _HUES[material], (0.5, 0.95), (0.55, 1.0))
+def _texture(rng: np.random.Generator, material: str, hues: tuple[float, float], yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """HxWx3 float image of one material with a colour drawn from ``hues``."""
+    a = _hue_colour(rng, hues, (0.5, 0.95), (0.55, 1.0))
     b = a * rng.uniform(0.2, 0.5)
     angle = rng.uniform(0, np.pi)
     u = xx * np.cos(angle) + yy * np.sin(angle)
@@ -153,7 +154,7 @@ def render_sample(rng: np.random.Generator, height: int, width: int, max_objects
         shape_index = int(rng.integers(len(SHAPES)))
         material_index = int(rng.integers(len(MATERIALS)))
         mask = _shape_mask(rng, SHAPES[shape_index], height, width)
-        texture = _texture(rng, MATERIALS[material_index], yy, xx)
+        texture = _texture(rng, MATERIALS[material_index], _HUE_BANDS[SHAPES[shape_index]], yy, xx)
         image[mask] = texture[mask]
         labels[mask] = 1 + shape_index * len(MATERIALS) + material_index
     labels[_boundary_band(labels, max(1, round(min(height, width) / 120)))] = VOID
@@ -165,7 +166,7 @@ def generate(
     out: str | os.PathLike,
     *,
     seed: int = 0,
-    num_train: int = 300,
+    num_train: int = 1000,
     num_val: int = 100,
     height: int = 128,
     width: int = 160,

@@ -126,8 +126,6 @@ def build_model(
         raise InputError(f"num_classes must be >= 1, got {num_classes}")
     if width <= 0:
         raise InputError(f"width must be > 0, got {width}")
-    if pretrained_backbone and width != 1.0:
-        raise InputError(f"pretrained_backbone needs width 1.0 (ImageNet weights have the paper's channels), got {width}")
     known = model_options(name)
     unknown = sorted(set(options) - set(known))
     if unknown:
@@ -136,6 +134,14 @@ def build_model(
             f"its options are: {', '.join(sorted(known)) or 'none'}"
         )
     kwargs = {**info.defaults, **options}
-    return info.builder(
-        num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone, **kwargs
-    )
+    try:
+        return info.builder(
+            num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone, **kwargs
+        )
+    except RuntimeError as exc:
+        if pretrained_backbone and "size mismatch" in str(exc):
+            # ImageNet weights have the paper's channel counts.
+            raise InputError(
+                f"pretrained weights do not fit {name!r} at width {width} (they are for width 1.0): {exc}"
+            ) from exc
+        raise
