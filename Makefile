@@ -41,7 +41,7 @@ demo: setup
 # (the SLURM plugin's --help text); with no slurm.conf that becomes a DNS lookup.
 # Tests need no site cluster (test_slurm.py sets its own SLURM_CONF), so point it
 # at an empty file unless one is set already.
-test lint: export SLURM_CONF ?= /dev/null
+demo test lint: export SLURM_CONF ?= /dev/null
 
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadgroup

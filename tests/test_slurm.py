@@ -39,7 +39,6 @@ MISSING = sorted(name for name, path in TOOLS.items() if path is None)
 
 # The node the profile's requests must fit on; none of it is enforced.
 NODE_CPUS, NODE_MEM_MB, NODE_GPUS = 32, 131072, 4
-PARTITIONS = ("cpu", "gpu")
 
 pytestmark = [
     pytest.mark.slow,
@@ -164,7 +163,8 @@ PartitionName=gpu Nodes=localhost MaxTime=INFINITE State=UP
     def start(self) -> None:
         self.write_files()
         socket_path = self.root / "munge" / "munge.socket"
-        # --force: munged refuses to run as root, or with a socket under /tmp, without it.
+        # --force: munged wants every directory above its socket open to all users,
+        # and pytest's tmp dirs are private.
         self.spawn(
             "munged", "--foreground", "--force", f"--socket={socket_path}",
             f"--key-file={self.root / 'munge-key' / 'munge.key'}", f"--log-file={self.logs / 'munged.log'}",

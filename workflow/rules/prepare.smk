@@ -1,3 +1,9 @@
+# Downloading VOC needs the network, which cluster nodes often lack: run it where
+# Snakemake runs (the login node); generating the embedded dataset is cheap anyway.
+localrules:
+    prepare,
+
+
 rule prepare:
     output:
         directory("resources/{dataset}/VOCdevkit"),
