@@ -234,7 +234,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     path = write_report(
         metrics_path=args.metrics, bench_path=args.bench, paper_path=args.paper, out_dir=args.out_dir,
         data_root=args.data, split=args.split, runs_dir=args.runs_dir, samples=args.samples,
-        crf_search_path=args.crf_search,
+        crf_search_path=args.crf_search, crf_bench_path=args.crf_bench,
     )
     print(f"report: {path}")
 
@@ -399,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", required=True, type=Path, help="results/<dataset>, holding <model>/pred and <model>/crf")
     p.add_argument("--samples", type=int, default=4, help="images in each qualitative figure")
     p.add_argument("--crf-search", type=Path, help="collected crf-search tables, for the grid heatmap")
+    p.add_argument("--crf-bench", type=Path, help="the CRF speed benchmark (segbench bench --crf)")
     p.add_argument("--out-dir", required=True, type=Path)
 
     p = add(

@@ -74,6 +74,7 @@ def speed_table(bench: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
         "latency_p90": "latency p90 (ms)", "fps": "FPS", "peak_memory": "peak memory (MiB)",
         "input_height": "H", "input_width": "W", "device": "device", "threads": "threads",
     }
+    wide["width"] = wide["width"].map(lambda w: f"{w:g}")  # 0.0625 must not print as 0.06
     return wide[list(columns)].rename(columns=columns).sort_values("latency median (ms)")
 
 
@@ -113,6 +114,16 @@ def figures(metrics: pd.DataFrame, bench: pd.DataFrame, out: Path) -> None:
     sns.heatmap(grid, annot=grid.shape[1] <= 8, fmt=".0f", cmap="viridis", vmin=0, vmax=100, ax=ax, cbar_kws={"label": "IoU (%)"})
     ax.set_title("Per-class IoU (no CRF)")
     _save(fig, out / "per_class_iou.png")
+
+
+def crf_speed_table(crf_bench: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """The CRF benchmark beside DeepLab's "0.5 s per image" (arXiv:1412.7062 Section 4.2, their CPU)."""
+    table = crf_bench[["metric", "value", "unit", "input_height", "input_width", "iterations", "processes"]].copy()
+    quoted = paper[(paper["metric"] == "crf_time") & (paper["paper"] == "DeepLab v1")]
+    table["paper"] = np.nan
+    if not quoted.empty:
+        table.loc[table["metric"] == "crf_pydensecrf_per_image", "paper"] = float(quoted.iloc[0]["value"])
+    return table
 
 
 def crf_search_figure(search: pd.DataFrame, out: Path) -> None:
@@ -175,11 +186,13 @@ def write_report(
     runs_dir: str | Path,
     samples: int = 4,
     crf_search_path: str | Path | None = None,
+    crf_bench_path: str | Path | None = None,
 ) -> Path:
     metrics = read_parquet(metrics_path)
-    search = read_parquet(crf_search_path) if crf_search_path else None
     bench = read_parquet(bench_path)
     paper = read_parquet(paper_path)
+    search = read_parquet(crf_search_path) if crf_search_path else None
+    crf_speed = crf_speed_table(read_parquet(crf_bench_path), paper) if crf_bench_path else None
     accuracy = accuracy_table(metrics, paper)
     speed = speed_table(bench, paper)
     datasets = ", ".join(sorted(metrics["dataset"].unique()))
@@ -217,6 +230,7 @@ def write_report(
             "",
             _markdown(speed),
             "",
+            *(["## CRF speed (VOC size)", "", _markdown(crf_speed), ""] if crf_speed is not None else []),
             "## Figures",
             "",
             *[f"![{Path(f).stem}]({f})" for f in figs],
@@ -235,6 +249,7 @@ img{{max-width:100%;margin:1em 0}}</style></head><body>
 {_html_table(accuracy)}
 <h2>Speed and size</h2>
 {_html_table(speed)}
+{"<h2>CRF speed (VOC size)</h2>" + _html_table(crf_speed) if crf_speed is not None else ""}
 <h2>Figures</h2>
 {"".join(f'<img src="{f}" alt="{Path(f).stem}">' for f in figs)}
 </body></html>

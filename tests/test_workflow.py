@@ -26,7 +26,7 @@ TINY = {
         "fcn32s_tiny": {"arch": "fcn32s", "width": 0.0625, "train": {"lr": 0.001}},
     },
     "crf": {"preset": "deeplab", "iterations": 2, "search": {"subset": 2, "w1": [3, 5], "theta_alpha": [80], "theta_beta": [5]}},
-    "bench": {"height": 40, "width": 56, "warmup": 1, "repeats": 2},
+    "bench": {"height": 40, "width": 56, "warmup": 1, "repeats": 2, "crf_images": 1},
     "report": {"paper_results": str(REPO / "config" / "paper_results.csv"), "samples": 2},
 }
 
@@ -63,9 +63,12 @@ def test_end_to_end(tmp_path: Path) -> None:
     bench = pd.read_parquet(tmp_path / "results" / "bench.parquet")
     assert {"latency_median", "fps", "params", "gflops", "peak_memory"} <= set(bench["metric"])
     assert (bench.loc[bench["metric"] == "params", "value"] > 0).all()
+    crf_bench = pd.read_parquet(tmp_path / "results" / "crf_bench.parquet").set_index("metric")
+    assert crf_bench.loc["crf_pydensecrf_per_image", "value"] > 0
+    assert crf_bench.loc["probs_kib_per_image", "value"] < 1024  # the 1 MB budget at VOC size
     report = tmp_path / "results" / "report"
     html = (report / "index.html").read_text()
-    assert "fcn8s_tiny" in html and "paper mIoU" in html
+    assert "fcn8s_tiny" in html and "paper mIoU" in html and "CRF speed" in html
     for name in ("miou", "speed_accuracy", "per_class_iou", "crf_search", "qualitative_fcn8s_tiny"):
         assert (report / "figures" / f"{name}.png").stat().st_size > 1000
     for stage in ("train", "predict", "crf_search", "crf", "evaluate", "bench"):

@@ -18,3 +18,19 @@ rule bench:
         "segbench bench --checkpoint {input.checkpoint} --size {params.size} --warmup {params.warmup}"
         " --repeats {params.repeats} --threads {threads} --run-name {wildcards.model}"
         " --dataset {wildcards.dataset} --config-hash {params.config_hash} --out {output} > {log} 2>&1"
+
+
+rule bench_crf:
+    output:
+        "results/crf_bench.parquet",
+    params:
+        images=config["bench"]["crf_images"],
+    # All cores: the benchmark measures the speed-up from parallel workers.
+    threads: workflow.cores
+    log:
+        "results/logs/bench_crf.log",
+    conda:
+        ENV
+    shell:
+        "segbench bench --crf --size 375x500 --crf-images {params.images} --threads {threads}"
+        " --out {output} > {log} 2>&1"
