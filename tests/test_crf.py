@@ -78,3 +78,12 @@ def test_size_mismatch_between_image_and_probabilities(tiny_dataset: Path, tmp_p
     with pytest.raises(InputError, match="val_000000: probabilities are for a 10x10 image"):
         run_crf(data_root=tiny_dataset, split="val", probs_dir=probs_dir, out_dir=out, params=PRESETS["deeplab"])
     assert (out / "keep.png").read_bytes() == b"old result"  # nothing already written is lost
+
+
+def test_upsample_is_torchs_bilinear_interpolation() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    probs = np.random.default_rng(1).dirichlet(np.ones(4), size=(7, 9)).transpose(2, 0, 1).astype(np.float32)
+    expected = F.interpolate(torch.from_numpy(probs)[None], size=(50, 61), mode="bilinear", align_corners=False)[0]
+    np.testing.assert_allclose(upsample(probs, (50, 61)), expected.numpy(), atol=1e-6)
