@@ -116,6 +116,17 @@ def figures(metrics: pd.DataFrame, bench: pd.DataFrame, out: Path) -> None:
     _save(fig, out / "per_class_iou.png")
 
 
+def paper_crf_gains(paper: pd.DataFrame) -> pd.DataFrame:
+    """The papers' own CRF gains (VOC 2012, same split), for every registered model that has both."""
+    rows = []
+    for arch in list_models():
+        plain, plain_src = _paper_value(paper, arch, "mIoU", "no")
+        with_crf, crf_src = _paper_value(paper, arch, "mIoU", "yes")
+        if np.isfinite(plain) and np.isfinite(with_crf) and plain_src.split(",")[0] == crf_src.split(",")[0]:
+            rows.append({"arch": arch, "paper mIoU": plain, "paper mIoU +CRF": with_crf, "paper CRF gain": with_crf - plain, "source": "; ".join(dict.fromkeys([plain_src, crf_src]))})
+    return pd.DataFrame(rows)
+
+
 def crf_speed_table(crf_bench: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """The CRF benchmark beside DeepLab's "0.5 s per image" (arXiv:1412.7062 Section 4.2, their CPU)."""
     table = crf_bench[["metric", "value", "unit", "input_height", "input_width", "iterations", "processes"]].copy()
@@ -129,7 +140,7 @@ def crf_speed_table(crf_bench: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFram
 def crf_search_figure(search: pd.DataFrame, out: Path) -> None:
     """mIoU over (theta_alpha, theta_beta) at each model's chosen w1: DeepLab's cross-validation grid."""
     models = sorted(search["model"].unique())
-    fig = Figure(figsize=(3.6 * len(models), 3.4))
+    fig = Figure(figsize=(max(4.5, 3.6 * len(models)), 3.6))
     axes = np.atleast_1d(fig.subplots(1, len(models)))
     for ax, model in zip(axes, models):
         rows = search[search["model"] == model]
@@ -139,7 +150,7 @@ def crf_search_figure(search: pd.DataFrame, out: Path) -> None:
         ax.set_title(f"{model} (w1={best['w1']:g})", fontsize=9)
         ax.set_xlabel("theta_beta (colour)")
         ax.set_ylabel("theta_alpha (position)")
-    fig.suptitle(f"CRF search: mIoU (%) on {int(search['images'].iloc[0])} val images")
+    fig.suptitle(f"CRF search: mIoU (%) on {int(search['images'].iloc[0])} val images", fontsize=10)
     _save(fig, out / "crf_search.png")
 
 
@@ -193,6 +204,7 @@ def write_report(
     paper = read_parquet(paper_path)
     search = read_parquet(crf_search_path) if crf_search_path else None
     crf_speed = crf_speed_table(read_parquet(crf_bench_path), paper) if crf_bench_path else None
+    crf_gains = paper_crf_gains(paper)
     accuracy = accuracy_table(metrics, paper)
     speed = speed_table(bench, paper)
     datasets = ", ".join(sorted(metrics["dataset"].unique()))
@@ -230,6 +242,12 @@ def write_report(
             "",
             _markdown(speed),
             "",
+            "## The CRF's gain in the papers (VOC 2012)",
+            "",
+            "Beside the reproduced \"CRF gain\" column above.",
+            "",
+            _markdown(crf_gains),
+            "",
             *(["## CRF speed (VOC size)", "", _markdown(crf_speed), ""] if crf_speed is not None else []),
             "## Figures",
             "",
@@ -249,6 +267,9 @@ img{{max-width:100%;margin:1em 0}}</style></head><body>
 {_html_table(accuracy)}
 <h2>Speed and size</h2>
 {_html_table(speed)}
+<h2>The CRF's gain in the papers (VOC 2012)</h2>
+<p>Beside the reproduced "CRF gain" column above.</p>
+{_html_table(crf_gains)}
 {"<h2>CRF speed (VOC size)</h2>" + _html_table(crf_speed) if crf_speed is not None else ""}
 <h2>Figures</h2>
 {"".join(f'<img src="{f}" alt="{Path(f).stem}">' for f in figs)}
