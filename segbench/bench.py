@@ -168,7 +168,7 @@ def _noisy_probabilities(labels: np.ndarray, num_classes: int, rng: np.random.Ge
     """A plausible network output for ``labels``: right on most pixels, unsure near edges and at random."""
     target = np.where(labels == 255, 0, labels)
     logits = rng.normal(0, 1.0, (num_classes, *labels.shape)).astype(np.float32)
-    logits[target, *np.indices(labels.shape)] += 2.0
+    np.put_along_axis(logits, target[None].astype(np.int64), np.take_along_axis(logits, target[None].astype(np.int64), 0) + 2.0, 0)
     logits -= logits.max(0, keepdims=True)
     probs = np.exp(logits)
     return probs / probs.sum(0, keepdims=True)

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 import torchvision
 
 import segbench.models.backbones.resnet as resnet_backbone
+import segbench.models.backbones.vgg as vgg_backbone
 from segbench.models import build_model, model_info
-from segbench.models import deeplab_v1, deeplab_v2, dilation
+from segbench.models import deeplab_v1, deeplab_v2
 from segbench.models.backbones.vgg import VGG16_STAGES
 from segbench.models.deeplab_v1 import DeepLab, decimated_fc, grid_size
 from segbench.models.dilation import MARGIN, ContextModule, FrontEnd, reflect_101_pad
@@ -303,7 +304,7 @@ def test_imagenet_weights_fit_the_full_width_models(name: str, monkeypatch: pyte
     with torch.device("meta"):
         vgg = torchvision.models.vgg16().state_dict()
         resnet = torchvision.models.resnet101().state_dict()
-    for module in (dilation, deeplab_v1, deeplab_v2):
+    for module in (vgg_backbone, deeplab_v1, deeplab_v2):
         monkeypatch.setattr(module, "vgg16_imagenet_state", lambda source: vgg)
     monkeypatch.setattr(resnet_backbone, "load_state_dict_from_source", lambda source, url, what: resnet)
     # load_state_dict checks every shape; a mismatch raises.

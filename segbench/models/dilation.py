@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from segbench.models.backbones.vgg import load_vgg16_stages, vgg16_imagenet_state, vgg16_stages
+from segbench.models.backbones.vgg import load_vgg16_fully_convolutional, vgg16_stages
 from segbench.models.layers import init_kaiming, scaled
 from segbench.models.registry import register_model
 
@@ -108,13 +108,7 @@ class FrontEnd(nn.Module):
 
     def load_imagenet(self, source: bool | str) -> None:
         """VGG16 ImageNet weights; fc6/fc7 are the classifier's fc layers reshaped (Section 4)."""
-        state = vgg16_imagenet_state(source)
-        load_vgg16_stages(self.stages, state)
-        with torch.no_grad():
-            self.fc6.weight.copy_(state["classifier.0.weight"].view_as(self.fc6.weight))
-            self.fc6.bias.copy_(state["classifier.0.bias"])
-            self.fc7.weight.copy_(state["classifier.3.weight"].view_as(self.fc7.weight))
-            self.fc7.bias.copy_(state["classifier.3.bias"])
+        load_vgg16_fully_convolutional(self.stages, self.fc6, self.fc7, source)
 
 
 def identity_init_(conv: nn.Conv2d, classes: int, noise: float) -> None:

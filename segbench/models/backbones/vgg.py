@@ -79,3 +79,18 @@ def load_vgg16_stages(stages: nn.ModuleList, state: dict[str, torch.Tensor]) -> 
     for module, prefix in zip(ours, theirs):
         sub = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
         module.load_state_dict(sub)
+
+
+def load_vgg16_fully_convolutional(stages: nn.ModuleList, fc6: nn.Conv2d, fc7: nn.Conv2d, source: bool | str) -> None:
+    """ImageNet VGG16 with its fc6/fc7 reshaped into 7x7 and 1x1 convolutions.
+
+    The "convolutionalization" of FCN (Long et al. 2015, Section 3.1), which Yu &
+    Koltun's front end reuses with a dilated fc6.
+    """
+    state = vgg16_imagenet_state(source)
+    load_vgg16_stages(stages, state)
+    with torch.no_grad():
+        fc6.weight.copy_(state["classifier.0.weight"].view_as(fc6.weight))
+        fc6.bias.copy_(state["classifier.0.bias"])
+        fc7.weight.copy_(state["classifier.3.weight"].view_as(fc7.weight))
+        fc7.bias.copy_(state["classifier.3.bias"])
