@@ -184,14 +184,16 @@ def bench_crf(
     iterations: int = 10,
     processes: int | None = None,
     prob_stride: int = 8,
+    repeats: int = 3,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Time the CRF stage at VOC size against pydensecrf's own inference.
 
     Scenes come from the embedded generator at ``height x width``; their
     probabilities are noisy versions of the ground truth, stored compactly as
-    the predict stage stores them. Measured: pydensecrf's own time per image
-    (kernels + mean field, one process), the whole stage per image in one
+    the predict stage stores them. Measured (medians over ``repeats`` rounds):
+    pydensecrf's own time per image (kernels + mean field, one process), the
+    whole stage per image in one
     process (load, check, upsample, -log p, inference, argmax, PNG write),
     hence the stage's overhead, and throughput with 1 and ``processes`` workers.
     """
@@ -209,28 +211,33 @@ def bench_crf(
             write_npz(probs_dir / f"{image_id}.npz", probs=compact, size=np.array(labels.shape, dtype=np.int32))
             image = read_image(voc_dir(root) / "JPEGImages" / f"{image_id}.jpg")
             inputs.append((image, unary_energy(upsample(compact.astype(np.float32), labels.shape))))
-        own = []
-        for image, unary in tqdm(inputs, desc="pydensecrf alone", unit="img"):
+        # pydensecrf alone, then the whole stage with 1 and with N workers, in turn,
+        # `repeats` times; medians are kept: a shared VM drifts more than the effects
+        # measured, and interleaving makes the drift hit all three alike.
+        own: list[float] = []
+        runs: dict[int, list[float]] = {w: [] for w in sorted({1, processes})}
+        for _ in tqdm(range(repeats), desc="crf bench", unit="round"):
             start = time.perf_counter()
-            mean_field(image, unary, params)
-            own.append(time.perf_counter() - start)
-        stage = {}
-        for workers in sorted({1, processes}):
-            start = time.perf_counter()
-            run_crf(data_root=root, split="val", probs_dir=probs_dir, out_dir=Path(tmp) / f"crf{workers}", params=params, threads=workers)
-            stage[workers] = (time.perf_counter() - start) / images
+            for image, unary in inputs:
+                mean_field(image, unary, params)
+            own.append((time.perf_counter() - start) / images)
+            for workers, times in runs.items():
+                start = time.perf_counter()
+                run_crf(data_root=root, split="val", probs_dir=probs_dir, out_dir=Path(tmp) / f"crf{workers}", params=params, threads=workers)
+                times.append((time.perf_counter() - start) / images)
+        stage = {workers: statistics.median(times) for workers, times in runs.items()}
         probs_bytes = statistics.mean(p.stat().st_size for p in probs_dir.glob("*.npz"))
     own_s = statistics.median(own)
     measured = [
         ("crf_pydensecrf_per_image", own_s, "s"),
         ("crf_stage_per_image_1proc", stage[1], "s"),
-        ("crf_stage_overhead", 100 * (stage[1] / statistics.mean(own) - 1), "%"),
+        ("crf_stage_overhead", 100 * (stage[1] / own_s - 1), "%"),
         ("crf_throughput_1proc", 1 / stage[1], "images/s"),
         (f"crf_throughput_{processes}proc", 1 / stage[processes], "images/s"),
         ("crf_parallel_speedup", stage[1] / stage[processes], "x"),
         ("probs_kib_per_image", probs_bytes / 1024, "KiB"),
     ]
-    context = {"input_height": height, "input_width": width, "classes": num_classes, "iterations": iterations, "images": images, "processes": processes}
+    context = {"input_height": height, "input_width": width, "classes": num_classes, "iterations": iterations, "images": images, "processes": processes, "repeats": repeats}
     prov = provenance(device="cpu", seed=seed, config_hash="")
     table = pd.DataFrame([{**context, "metric": m, "value": float(v), "unit": u, **prov} for m, v, u in measured])
     write_parquet(table, out)

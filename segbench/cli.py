@@ -208,7 +208,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.crf:
         table = bench_crf(
             out=args.out, height=height, width=width, num_classes=args.num_classes, images=args.crf_images,
-            iterations=args.crf_iterations, processes=args.threads or None,
+            iterations=args.crf_iterations, processes=args.threads or None, repeats=args.repeats,
         )
     else:
         table = bench(
@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, default=(512, 512), help="input HEIGHTxWIDTH")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=20, help="timed runs (with --crf: whole-stage runs per worker count; 3 is plenty)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads, or with --crf the worker processes (0: all cores)")
     p.add_argument("--run-name", help="label of this run in result tables")
     p.add_argument("--dataset", default="", help="dataset label for the result rows")

@@ -137,7 +137,9 @@ def upsample(probs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     probs = probs / probs.sum(0, keepdims=True)
     rows = _interpolation_matrix(probs.shape[1], size[0])
     cols = _interpolation_matrix(probs.shape[2], size[1])
-    return rows @ probs @ cols.T
+    # Columns first: the wide product then runs on h rows, not H (a fifth fewer
+    # multiply-adds at VOC size).
+    return rows @ (probs @ cols.T)
 
 
 def _prepare(image_id: str, image_path: Path, probs_path: Path) -> tuple[np.ndarray, np.ndarray]:

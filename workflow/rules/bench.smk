@@ -32,5 +32,5 @@ rule bench_crf:
     conda:
         ENV
     shell:
-        "segbench bench --crf --size 375x500 --crf-images {params.images} --threads {threads}"
+        "segbench bench --crf --size 375x500 --crf-images {params.images} --repeats 3 --threads {threads}"
         " --out {output} > {log} 2>&1"
