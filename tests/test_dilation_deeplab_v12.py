@@ -15,7 +15,8 @@ from segbench.models import build_model, model_info
 from segbench.models import deeplab_v1, deeplab_v2
 from segbench.models.backbones.vgg import VGG16_STAGES
 from segbench.models.deeplab_v1 import DeepLab, decimated_fc, grid_size
-from segbench.models.dilation import MARGIN, ContextModule, FrontEnd, reflect_101_pad
+from segbench.models.dilation import MARGIN, ContextModule, FrontEnd
+from segbench.models.layers import mirror_pad
 
 NUM_CLASSES = 5
 WIDTH = 0.125
@@ -162,9 +163,9 @@ def test_dilation_upsampling_is_aligned_with_the_receptive_field_centres() -> No
 
 def test_reflect_101_pad_matches_numpy_for_margins_wider_than_the_image() -> None:
     x = torch.arange(12.0).view(1, 1, 3, 4)
-    ours = reflect_101_pad(x, 5, 6, 7, 9)[0, 0].numpy()
+    ours = mirror_pad(x, 5, 6, 7, 9)[0, 0].numpy()
     np.testing.assert_array_equal(ours, np.pad(x[0, 0].numpy(), ((5, 6), (7, 9)), mode="reflect"))
-    assert reflect_101_pad(torch.ones(1, 1, 1, 2), 2, 3, 0, 0).shape[-2:] == (6, 2)
+    assert mirror_pad(torch.ones(1, 1, 1, 2), 2, 3, 0, 0).shape[-2:] == (6, 2)
 
 
 # --- context module -----------------------------------------------------------------

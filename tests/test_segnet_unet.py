@@ -13,7 +13,7 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from segbench.models import build_model
 from segbench.models.layers import scaled
-from segbench.models.unet import mirror_pad
+from segbench.models.layers import mirror_pad
 
 WIDTH = 0.125
 

@@ -41,7 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from segbench.models.backbones.vgg import load_vgg16_fully_convolutional, vgg16_stages
-from segbench.models.layers import init_kaiming, scaled
+from segbench.models.layers import init_kaiming, mirror_pad, scaled
 from segbench.models.registry import register_model
 
 # The unpadded front end consumes 372 px of context (see FrontEnd); half on each side.
@@ -52,26 +52,6 @@ CONTEXT_DILATIONS = (1, 1, 2, 4, 8, 16, 1)
 CONTEXT_MULTIPLIERS = {"basic": (1,) * 7, "large": (2, 2, 4, 8, 16, 32, 32)}
 # sigma of Eq. 5 relative to C/c_{i+1}; the paper only asks for sigma << C/c_{i+1}.
 LARGE_INIT_NOISE = 1e-3
-
-
-def reflect_101_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
-    """Mirror padding without repeating the edge, of any width.
-
-    Margins wider than the image continue the reflection periodically (as
-    OpenCV's BORDER_REFLECT_101 does), so tiny images still get the 186 px margin.
-    """
-
-    def index(n: int, before: int, after: int) -> torch.Tensor:
-        positions = torch.arange(-before, n + after, device=x.device)
-        if n == 1:
-            return torch.zeros_like(positions)
-        period = 2 * (n - 1)
-        positions = positions.remainder(period)
-        return torch.where(positions < n, positions, period - positions)
-
-    height, width = x.shape[-2:]
-    x = x.index_select(-2, index(height, top, bottom))
-    return x.index_select(-1, index(width, left, right))
 
 
 class FrontEnd(nn.Module):
@@ -175,7 +155,7 @@ class DilationNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         # Extra bottom/right margin rounds the image up to the stride-8 grid.
-        x = reflect_101_pad(
+        x = mirror_pad(
             x, MARGIN, MARGIN + (-height) % OUTPUT_STRIDE, MARGIN, MARGIN + (-width) % OUTPUT_STRIDE
         )
         scores = self.front_end(x)

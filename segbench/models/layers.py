@@ -101,3 +101,24 @@ def same_padding(kernel_size: int, dilation: int = 1) -> int:
     """Padding that keeps spatial size for an odd kernel at stride 1."""
     return dilation * (kernel_size - 1) // 2
 
+
+
+def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """Mirror ``x`` beyond its borders by any amount, without repeating the edge.
+
+    ``F.pad(mode="reflect")`` is limited to pads smaller than the image; here the
+    reflection repeats with period 2(n-1), like ``numpy.pad(mode="reflect")`` and
+    OpenCV's BORDER_REFLECT_101, so tiny images still get the full margin (U-Net's
+    overlap-tile, Yu & Koltun's front end).
+    """
+
+    def index(size: int, before: int, after: int) -> torch.Tensor:
+        i = torch.arange(-before, size + after, device=x.device)
+        if size == 1:
+            return torch.zeros_like(i)
+        period = 2 * (size - 1)
+        i = i.remainder(period)
+        return torch.where(i < size, i, period - i)
+
+    height, width = x.shape[-2:]
+    return x.index_select(-2, index(height, top, bottom)).index_select(-1, index(width, left, right))

@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from segbench.models.layers import center_crop_to, scaled
+from segbench.models.layers import center_crop_to, mirror_pad, scaled
 from segbench.models.registry import register_model
 
 _CHANNELS = (64, 128, 256, 512, 1024)
@@ -66,26 +66,6 @@ def _init_he(module: nn.Module) -> None:
             continue
         nn.init.normal_(m.weight, std=math.sqrt(2.0 / fan_in))
         nn.init.zeros_(m.bias)
-
-
-def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
-    """Mirror ``x`` beyond its borders by any amount (Fig. 2).
-
-    ``F.pad(mode="reflect")`` is limited to pads smaller than the image; here
-    the reflection repeats (period 2(n-1), like ``numpy.pad(mode="reflect")``),
-    so tiny images can still receive the 92 px of context.
-    """
-
-    def index(size: int, before: int, after: int) -> torch.Tensor:
-        i = torch.arange(-before, size + after, device=x.device)
-        if size == 1:
-            return torch.zeros_like(i)
-        period = 2 * (size - 1)
-        i = i.remainder(period)
-        return torch.where(i < size, i, period - i)
-
-    height, width = x.shape[-2:]
-    return x.index_select(-2, index(height, top, bottom)).index_select(-1, index(width, left, right))
 
 
 class UNet(nn.Module):
