@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -239,3 +240,17 @@ def test_xception65_dilation_replaces_stride() -> None:
         assert len(model.blocks) == 21  # 3 entry + 16 middle + 2 exit modules
         assert tuple(rates[-2:]) == exit_rates and set(rates[3:19]) == {middle_rate}
         assert math.prod(strides) * 2 == output_stride
+
+
+def test_xception_backbone_sees_pixels_in_minus_one_to_one() -> None:
+    # The loader normalises with ImageNet statistics; Xception's weights expect [-1, 1].
+    from segbench.data.voc import normalize
+
+    model = build_model("deeplabv3plus_xception65", num_classes=3, width=WIDTH).eval()
+    seen = []
+    model.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    white, black = np.full((33, 45, 3), 255, np.uint8), np.zeros((33, 45, 3), np.uint8)
+    with torch.no_grad():
+        model(torch.stack([normalize(white), normalize(black)]))
+    torch.testing.assert_close(seen[0][0], torch.ones_like(seen[0][0]))
+    torch.testing.assert_close(seen[0][1], -torch.ones_like(seen[0][1]))

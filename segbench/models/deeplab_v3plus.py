@@ -29,6 +29,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from segbench.data.voc import MEAN, STD
+
 from segbench.models.backbones.resnet import ResNet
 from segbench.models.backbones.xception import SeparableConv2d, Xception65, conv_bn
 from segbench.models.deeplab_v3 import ASPP, ASPP_CHANNELS, aspp_rates, upsample
@@ -91,6 +93,8 @@ class DeepLabV3Plus(nn.Module):
                 raise ValueError("multi_grid applies to the ResNet backbones only")
             self.backbone = Xception65(width=width, output_stride=output_stride)
             low_level, high_level = self.backbone.low_level_channels, self.backbone.channels
+            self.register_buffer("imagenet_mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("imagenet_std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
         else:
             self.backbone = ResNet(
                 depth=int(backbone.removeprefix("resnet")),
@@ -118,7 +122,9 @@ class DeepLabV3Plus(nn.Module):
 
     def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.backbone, Xception65):
-            return self.backbone(x)
+            # Inputs arrive ImageNet-normalised (segbench.data.voc.normalize); the
+            # TF-DeepLab Xception and its ImageNet weights expect pixels in [-1, 1].
+            return self.backbone((x * self.imagenet_std + self.imagenet_mean) * 2 - 1)
         features = self.backbone(x)
         return features[0], features[3]
 
