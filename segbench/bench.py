@@ -38,7 +38,9 @@ from segbench.models.backbones.resnet import ResNet
 from segbench.models.backbones.vgg import vgg16_stages
 from segbench.models.deeplab_v3 import from_torchvision_state_dict
 from segbench.predict import compact_probabilities
-from segbench.provenance import provenance, resolve_device
+from segbench.provenance import provenance
+from segbench.runtime import memory_format as torch_memory_format
+from segbench.runtime import resolve_device
 
 
 def _sync(device: torch.device) -> None:
@@ -115,6 +117,7 @@ def bench(
     run_name: str | None = None,
     dataset: str = "",
     config_hash: str = "",
+    memory_format: str = "channels_last",
 ) -> pd.DataFrame:
     """Measure one model (from a checkpoint, or freshly built by name) and write a tidy table."""
     if (checkpoint is None) == (model_name is None):
@@ -132,6 +135,7 @@ def bench(
         torch.manual_seed(0)
         model = build_model(model_name, num_classes=num_classes, width=width).to(dev).eval()
         arch, seed = model_name, None
+    model = model.to(memory_format=torch_memory_format(memory_format))
     x = torch.randn(batch, 3, height, input_width, device=dev)
     with torch.inference_mode():
         memory = peak_memory_mb(lambda: model(x), dev)
@@ -157,6 +161,7 @@ def bench(
         "batch": batch,
         "threads": torch.get_num_threads(),
         "repeats": repeats,
+        "memory_format": memory_format,
     }
     prov = provenance(device=str(dev), seed=seed, config_hash=config_hash)
     table = pd.DataFrame([{**context, "metric": m, "value": float(v), "unit": u, **prov} for m, v, u in measured])
@@ -266,7 +271,16 @@ def _peers() -> dict[str, Callable[[], tuple[nn.Module, nn.Module]]]:
     return {"deeplabv3_resnet50 (torchvision config)": deeplabv3, "resnet50 OS8 backbone": resnet50_os8, "vgg16 conv body": vgg16_convs}
 
 
-def bench_peers(*, out: str | Path, height: int = 256, width: int = 256, warmup: int = 2, repeats: int = 10, threads: int | None = None) -> pd.DataFrame:
+def bench_peers(
+    *,
+    out: str | Path,
+    height: int = 256,
+    width: int = 256,
+    warmup: int = 2,
+    repeats: int = 10,
+    threads: int | None = None,
+    memory_format: str = "channels_last",
+) -> pd.DataFrame:
     """Latency of our models beside torchvision's of the same architecture, interleaved.
 
     Each pair runs in alternation, one forward each in turn, so that any drift
@@ -278,7 +292,7 @@ def bench_peers(*, out: str | Path, height: int = 256, width: int = 256, warmup:
     x = torch.randn(1, 3, height, width)
     for name, make in _peers().items():
         torch.manual_seed(0)
-        pair = [m.eval() for m in make()]
+        pair = [m.eval().to(memory_format=torch_memory_format(memory_format)) for m in make()]
         times: list[list[float]] = [[], []]
         with torch.inference_mode():
             for _ in range(warmup):
@@ -294,7 +308,13 @@ def bench_peers(*, out: str | Path, height: int = 256, width: int = 256, warmup:
             rows.append({"peer": name, "implementation": impl, "metric": "latency_median", "value": value, "unit": "ms"})
         rows.append({"peer": name, "implementation": "segbench", "metric": "latency_ratio", "value": ours / theirs, "unit": "x"})
     prov = provenance(device="cpu", seed=0, config_hash="")
-    context = {"input_height": height, "input_width": width, "threads": torch.get_num_threads(), "repeats": repeats}
+    context = {
+        "input_height": height,
+        "input_width": width,
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "memory_format": memory_format,
+    }
     table = pd.DataFrame([{**context, **row, **prov} for row in rows])
     write_parquet(table, out)
     return table

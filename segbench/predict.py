@@ -20,7 +20,8 @@ from tqdm import tqdm
 from segbench.checkpoint import load_checkpoint
 from segbench.data.voc import normalize, read_ids, read_image, voc_dir, voc_palette
 from segbench.io import atomic_dir, write_label_png, write_npz
-from segbench.provenance import resolve_device
+from segbench.runtime import memory_format as torch_memory_format
+from segbench.runtime import resolve_device
 
 
 def compact_probabilities(probs: torch.Tensor, stride: int) -> np.ndarray:
@@ -40,12 +41,14 @@ def predict(
     probs_dir: str | Path,
     prob_stride: int = 8,
     device: str = "auto",
+    memory_format: str = "channels_last",
 ) -> int:
     """Predict every image of ``split``; returns the number of images."""
     if prob_stride < 1:
         raise ValueError(f"prob_stride must be >= 1, got {prob_stride}")
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, dev)
+    model = model.to(memory_format=torch_memory_format(memory_format))
     ids = read_ids(data_root, split)
     images = voc_dir(data_root) / "JPEGImages"
     palette = voc_palette()

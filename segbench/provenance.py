@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-from segbench.errors import InputError
 
 PROVENANCE_COLUMNS = ("git_commit", "torch_version", "device", "seed", "config_hash")
 
@@ -38,13 +37,3 @@ def provenance(*, device: str, seed: int | None, config_hash: str) -> dict[str, 
         "seed": seed,
         "config_hash": config_hash,
     }
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; an explicit CUDA request without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine")
-    return device

@@ -11,6 +11,7 @@ declares (``aux_weight``, 0.4 in Zhao et al. 2017, Section 3.3).
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +27,8 @@ from segbench.checkpoint import save_checkpoint
 from segbench.data.voc import VOID, TrainTransform, VOCSegmentation
 from segbench.io import write_parquet
 from segbench.models import build_model
-from segbench.provenance import PROVENANCE_COLUMNS, provenance, resolve_device
+from segbench.provenance import PROVENANCE_COLUMNS, provenance
+from segbench.runtime import MEMORY_FORMATS, memory_format, resolve_device, training_memory_format
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     log_every: int = 10
+    memory_format: str = "channels_last"
 
     def __post_init__(self) -> None:
         for field in ("iterations", "batch_size", "crop_size", "log_every"):
@@ -51,6 +54,8 @@ class TrainConfig:
                 raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
         if not 0 <= self.warmup_iters < self.iterations:
             raise ValueError(f"warmup_iters must be in [0, iterations), got {self.warmup_iters}")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {self.memory_format!r}")
         if not 0 < self.scale_min <= self.scale_max:
             raise ValueError(f"need 0 < scale_min <= scale_max, got {self.scale_min}, {self.scale_max}")
 
@@ -123,6 +128,10 @@ def train(
     model = build_model(
         model_name, num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone, **options
     ).to(dev)
+    layout, reason = training_memory_format(model, config.memory_format, dev)
+    if reason:
+        print(f"{model_name}: {reason}", file=sys.stderr)
+    model = model.to(memory_format=memory_format(layout))
     model.train()
     aux_weight = float(getattr(model, "aux_weight", 0.4))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -170,6 +179,7 @@ def train(
         "run": run_name or model_name,
         "pretrained_backbone": pretrained_backbone,
         "train_seconds": time.perf_counter() - start,
+        "memory_format": layout,
         **provenance(device=str(dev), seed=config.seed, config_hash=config_hash),
     }
     log = pd.DataFrame(rows)

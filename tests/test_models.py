@@ -7,6 +7,7 @@ import torch
 
 from segbench.errors import InputError
 from segbench.models import build_model, list_models, model_info
+from segbench.runtime import channels_last_backward_hazard, memory_format, training_memory_format
 
 NUM_CLASSES = 5
 WIDTH = 0.125  # keeps topology; small enough for the CPU
@@ -59,6 +60,67 @@ def test_deterministic_under_a_seed(name: str) -> None:
         with torch.no_grad():
             outs.append(model(x))
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+
+
+def _perturb_zero_parameters(model: torch.nn.Module) -> None:
+    """FCN's zero-initialised score layers would make a layout comparison vacuous."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.normal_(0, 0.01)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_channels_last_gives_the_same_logits(name: str) -> None:
+    """Training, prediction and bench run in channels_last by default: no op may depend on the layout."""
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=NUM_CLASSES, width=WIDTH).eval()
+    x = torch.randn(1, 3, 53, 67)
+    _perturb_zero_parameters(model)
+    with torch.no_grad():
+        reference = model(x)
+        nhwc = model.to(memory_format=torch.channels_last)(x)
+    # Random-init ResNets reach logits of 1e5 (BN in eval is the identity): compare relative to scale.
+    scale = reference.abs().max().item()
+    assert scale > 0
+    torch.testing.assert_close(nhwc, reference, rtol=0, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_channels_last_backward_gives_the_same_gradients(name: str) -> None:
+    """Training runs in channels_last: its backward kernels must match the contiguous ones.
+
+    In eval mode, so that batch norm is a fixed affine map: with batch statistics of a
+    random network, rounding differences are amplified far beyond any useful tolerance.
+    """
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=NUM_CLASSES, width=WIDTH).eval()
+    _perturb_zero_parameters(model)
+    layout, _ = training_memory_format(model, "channels_last", torch.device("cpu"))
+    x = torch.randn(2, 3, 45, 61)
+    target = torch.randint(0, NUM_CLASSES, (2, 45, 61))
+    grads = []
+    for fmt in ("contiguous", layout):
+        model.zero_grad()
+        model.to(memory_format=memory_format(fmt))
+        logits = model(x)
+        torch.nn.functional.cross_entropy(logits / logits.detach().abs().max(), target).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    scale = grads[0].abs().max().item()
+    assert scale > 0
+    # A layout bug scrambles gradients wholesale; rounding, amplified by depth, stays under 1 %.
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=1e-2 * scale)
+
+
+def test_channels_last_hazard_is_detected() -> None:
+    """Xception-65's first shortcut at width 0.125 has 8 input channels and stride 2."""
+    small = build_model("deeplabv3plus_xception65", num_classes=NUM_CLASSES, width=WIDTH)
+    assert channels_last_backward_hazard(small) is not None
+    layout, reason = training_memory_format(small, "channels_last", torch.device("cpu"))
+    assert layout == "contiguous" and "1x1" in reason
+    full_width = build_model("deeplabv3plus_xception65", num_classes=NUM_CLASSES, width=0.25)
+    assert channels_last_backward_hazard(full_width) is None
+    assert channels_last_backward_hazard(build_model("deeplabv3_resnet50", num_classes=NUM_CLASSES, width=WIDTH)) is None
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -1,0 +1,60 @@
+"""Where and how models run: the device, and the memory format of weights and activations."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from segbench.errors import InputError
+
+# Convolution weights in NHWC ("channels_last") let oneDNN skip layout reorders: on this
+# project's CPU runs training steps are 1.2-1.5x and inference 1.2-1.9x faster (docs/BENCHMARKS.md).
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; an explicit CUDA request without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def memory_format(name: str) -> torch.memory_format:
+    """The torch memory format called ``name`` (a key of MEMORY_FORMATS)."""
+    if name not in MEMORY_FORMATS:
+        raise InputError(f"memory format {name!r}: choose one of {', '.join(MEMORY_FORMATS)}")
+    return MEMORY_FORMATS[name]
+
+
+def channels_last_backward_hazard(model: nn.Module) -> str | None:
+    """The first conv whose channels_last backward corrupts the heap on CPU, or None.
+
+    oneDNN's backward of a strided 1x1 convolution with fewer than 16 input
+    channels, in channels_last, writes out of bounds on the CPU (torch 2.14.1:
+    "free(): invalid next size", or a segfault, from batch 8 at 48x48). At small
+    widths Xception-65's first shortcut (64 * width channels, stride 2) is one.
+    """
+    for name, module in model.named_modules():
+        if (
+            isinstance(module, nn.Conv2d)
+            and module.kernel_size == (1, 1)
+            and module.stride != (1, 1)
+            and module.in_channels < 16
+        ):
+            return name
+    return None
+
+
+def training_memory_format(model: nn.Module, requested: str, device: torch.device) -> tuple[str, str | None]:
+    """The memory format to train in, and why it differs from ``requested`` (or None)."""
+    if requested == "channels_last" and device.type == "cpu":
+        hazard = channels_last_backward_hazard(model)
+        if hazard is not None:
+            return "contiguous", (
+                f"training in contiguous memory format: {hazard} is a strided 1x1 convolution with "
+                "fewer than 16 input channels, whose channels_last backward crashes oneDNN on the CPU"
+            )
+    return requested, None
