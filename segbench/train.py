@@ -46,6 +46,9 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     log_every: int = 10
+    # Clip the global gradient norm to this (0: off). From-scratch GCN, whose score maps are
+    # sums of unnormalised large-kernel convolutions, diverges without it on the embedded data.
+    grad_clip_norm: float = 0.0
     memory_format: str = "channels_last"
 
     def __post_init__(self) -> None:
@@ -54,6 +57,8 @@ class TrainConfig:
                 raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
         if not 0 <= self.warmup_iters < self.iterations:
             raise ValueError(f"warmup_iters must be in [0, iterations), got {self.warmup_iters}")
+        if self.grad_clip_norm < 0:
+            raise ValueError(f"grad_clip_norm must be >= 0 (0: off), got {self.grad_clip_norm}")
         if self.memory_format not in MEMORY_FORMATS:
             raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {self.memory_format!r}")
         if not 0 < self.scale_min <= self.scale_max:
@@ -150,6 +155,8 @@ def train(
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip_norm)
         optimizer.step()
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
