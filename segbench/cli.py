@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from segbench import __version__
-from segbench.errors import InputError
-from segbench.models.layers import PretrainedWeightsUnavailable
+from segbench.errors import InputError, PretrainedWeightsUnavailable
 
 _EXAMPLES = """\
 stages, in pipeline order:
@@ -247,7 +246,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     path = write_report(
         metrics_path=args.metrics, bench_path=args.bench, paper_path=args.paper, out_dir=args.out_dir,
         data_root=args.data, split=args.split, runs_dir=args.runs_dir, samples=args.samples,
-        crf_search_path=args.crf_search, crf_bench_path=args.crf_bench,
+        crf_search_path=args.crf_search, crf_bench_path=args.crf_bench, train_log_path=args.train_log,
     )
     print(f"report: {path}")
 
@@ -417,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=4, help="images in each qualitative figure")
     p.add_argument("--crf-search", type=Path, help="collected crf-search tables, for the grid heatmap")
     p.add_argument("--crf-bench", type=Path, help="the CRF speed benchmark (segbench bench --crf)")
+    p.add_argument("--train-log", type=Path, help="the runs' collected train_log.parquet: a training table and loss curves")
     p.add_argument("--out-dir", required=True, type=Path)
 
     p = add(

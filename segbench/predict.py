@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from segbench.checkpoint import load_checkpoint
-from segbench.data.voc import normalize, read_ids, read_image, voc_dir, voc_palette
+from segbench.data.dataset import normalize
+from segbench.data.voc import read_ids, read_image, voc_dir, voc_palette
 from segbench.io import atomic_dir, write_label_png, write_npz
 from segbench.runtime import memory_format as torch_memory_format
 from segbench.runtime import resolve_device

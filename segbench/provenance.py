@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import subprocess
 from pathlib import Path
-
-import torch
 
 
 PROVENANCE_COLUMNS = ("git_commit", "torch_version", "device", "seed", "config_hash")
@@ -32,7 +31,7 @@ def git_commit() -> str:
 def provenance(*, device: str, seed: int | None, config_hash: str) -> dict[str, object]:
     return {
         "git_commit": git_commit(),
-        "torch_version": str(torch.__version__),
+        "torch_version": importlib.metadata.version("torch"),
         "device": device,
         "seed": seed,
         "config_hash": config_hash,

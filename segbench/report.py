@@ -137,11 +137,44 @@ def crf_speed_table(crf_bench: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFram
     return table
 
 
+def training_table(train_log: pd.DataFrame) -> pd.DataFrame:
+    """Each run's training budget and where it ended: the last logged window of each run."""
+    last = train_log.sort_values("iteration").groupby("model", as_index=False).last()
+    table = pd.DataFrame(
+        {
+            "model": last["model"],
+            "arch": last["arch"],
+            "iterations": last["iteration"].astype(int),
+            "train time (s)": last["elapsed_s"],
+            "images/s": last["images_per_s"],
+            "final loss": last["loss"],
+        }
+    )
+    return table.sort_values("model")
+
+
+def training_figure(train_log: pd.DataFrame, out: Path) -> None:
+    """Loss against iterations and against training time: the runs get different step counts."""
+    fig = Figure(figsize=(12, 4.2))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, x in zip(axes, ("iteration", "elapsed_s")):
+        sns.lineplot(data=train_log, x=x, y="loss", hue="model", ax=ax, legend=ax is axes[-1], linewidth=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("iteration" if x == "iteration" else "training time (s)")
+    axes[-1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize="small")
+    fig.suptitle("Training loss (mean over each logging window)")
+    _save(fig, out / "training_loss.png")
+
+
 def crf_search_figure(search: pd.DataFrame, out: Path) -> None:
     """mIoU over (theta_alpha, theta_beta) at each model's chosen w1: DeepLab's cross-validation grid."""
     models = sorted(search["model"].unique())
-    fig = Figure(figsize=(max(4.5, 3.6 * len(models)), 3.6))
-    axes = np.atleast_1d(fig.subplots(1, len(models)))
+    columns = min(4, len(models))
+    rows = -(-len(models) // columns)
+    fig = Figure(figsize=(max(4.5, 3.6 * columns), 3.4 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
+    for ax in axes[len(models):]:
+        ax.axis("off")
     for ax, model in zip(axes, models):
         rows = search[search["model"] == model]
         best = rows[rows["chosen"]].iloc[0]
@@ -198,12 +231,14 @@ def write_report(
     samples: int = 4,
     crf_search_path: str | Path | None = None,
     crf_bench_path: str | Path | None = None,
+    train_log_path: str | Path | None = None,
 ) -> Path:
     metrics = read_parquet(metrics_path)
     bench = read_parquet(bench_path)
     paper = read_parquet(paper_path)
     search = read_parquet(crf_search_path) if crf_search_path else None
     crf_speed = crf_speed_table(read_parquet(crf_bench_path), paper) if crf_bench_path else None
+    train_log = read_parquet(train_log_path) if train_log_path else None
     crf_gains = paper_crf_gains(paper)
     accuracy = accuracy_table(metrics, paper)
     speed = speed_table(bench, paper)
@@ -216,6 +251,9 @@ def write_report(
         fig_dir.mkdir()
         figures(metrics, bench, fig_dir)
         extra = []
+        if train_log is not None:
+            training_figure(train_log, fig_dir)
+            extra.append("figures/training_loss.png")
         if search is not None:
             crf_search_figure(search, fig_dir)
             extra.append("figures/crf_search.png")
@@ -242,6 +280,7 @@ def write_report(
             "",
             _markdown(speed),
             "",
+            *(["## Training", "", _markdown(training_table(train_log)), ""] if train_log is not None else []),
             "## The CRF's gain in the papers (VOC 2012)",
             "",
             "Beside the reproduced \"CRF gain\" column above.",
@@ -267,6 +306,7 @@ img{{max-width:100%;margin:1em 0}}</style></head><body>
 {_html_table(accuracy)}
 <h2>Speed and size</h2>
 {_html_table(speed)}
+{"<h2>Training</h2>" + _html_table(training_table(train_log)) if train_log is not None else ""}
 <h2>The CRF's gain in the papers (VOC 2012)</h2>
 <p>Beside the reproduced "CRF gain" column above.</p>
 {_html_table(crf_gains)}

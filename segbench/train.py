@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from segbench.checkpoint import save_checkpoint
-from segbench.data.voc import VOID, TrainTransform, VOCSegmentation
+from segbench.data.dataset import TrainTransform, VOCSegmentation
+from segbench.data.voc import VOID
 from segbench.io import write_parquet
 from segbench.models import build_model
 from segbench.provenance import PROVENANCE_COLUMNS, provenance

@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from segbench.models import build_model, model_info, model_options
 from segbench.models.backbones.xception import Xception65, xception65_imagenet_state
 from segbench.models.deeplab_v3 import aspp_rates, from_torchvision_state_dict, torchvision_key
-from segbench.models.layers import PretrainedWeightsUnavailable
+from segbench.errors import PretrainedWeightsUnavailable
 
 WIDTH = 0.125
 DEEPLAB_V3 = ("deeplabv3_resnet101", "deeplabv3_resnet50")
@@ -244,7 +244,7 @@ def test_xception65_dilation_replaces_stride() -> None:
 
 def test_xception_backbone_sees_pixels_in_minus_one_to_one() -> None:
     # The loader normalises with ImageNet statistics; Xception's weights expect [-1, 1].
-    from segbench.data.voc import normalize
+    from segbench.data.dataset import normalize
 
     model = build_model("deeplabv3plus_xception65", num_classes=3, width=WIDTH).eval()
     seen = []

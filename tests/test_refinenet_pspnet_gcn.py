@@ -19,7 +19,8 @@ import torchvision
 
 from segbench.models import build_model, model_info
 from segbench.models.gcn import BoundaryRefinement, GlobalConvolution
-from segbench.models.layers import PretrainedWeightsUnavailable, scaled
+from segbench.errors import PretrainedWeightsUnavailable
+from segbench.models.layers import scaled
 from segbench.models.refinenet import ChainedResidualPooling, ResidualConvUnit
 
 WIDTH = 0.125

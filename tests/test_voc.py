@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segbench.data.dataset import TrainTransform, VOCSegmentation
 from segbench.data.voc import (
-    VOID, TrainTransform, VOCSegmentation, read_label_png, read_sample, voc_dir, voc_palette,
+    VOID, read_label_png, read_sample, voc_dir, voc_palette,
 )
 from segbench.errors import InputError
 

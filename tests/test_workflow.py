@@ -68,8 +68,12 @@ def test_end_to_end(tmp_path: Path) -> None:
     assert crf_bench.loc["probs_kib_per_image", "value"] < 1024  # the 1 MB budget at VOC size
     report = tmp_path / "results" / "report"
     html = (report / "index.html").read_text()
-    assert "fcn8s_tiny" in html and "paper mIoU" in html and "CRF speed" in html
-    for name in ("miou", "speed_accuracy", "per_class_iou", "crf_search", "qualitative_fcn8s_tiny"):
+    assert "fcn8s_tiny" in html and "paper mIoU" in html and "CRF speed" in html and "final loss" in html
+    train_log = pd.read_parquet(tmp_path / "results" / "train_log.parquet")
+    assert train_log.groupby("model")["iteration"].max().to_dict() == {
+        name: run.get("train", {}).get("iterations", TINY["train"]["iterations"]) for name, run in TINY["models"].items()
+    }
+    for name in ("miou", "speed_accuracy", "per_class_iou", "crf_search", "training_loss", "qualitative_fcn8s_tiny"):
         assert (report / "figures" / f"{name}.png").stat().st_size > 1000
     for stage in ("train", "predict", "crf_search", "crf", "evaluate", "bench"):
         assert (tmp_path / "results" / "tiny" / "fcn8s_tiny" / "logs" / f"{stage}.log").is_file()

@@ -122,7 +122,7 @@ class DeepLabV3Plus(nn.Module):
 
     def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.backbone, Xception65):
-            # Inputs arrive ImageNet-normalised (segbench.data.voc.normalize); the
+            # Inputs arrive ImageNet-normalised (segbench.data.dataset.normalize); the
             # TF-DeepLab Xception and its ImageNet weights expect pixels in [-1, 1].
             return self.backbone((x * self.imagenet_std + self.imagenet_mean) * 2 - 1)
         features = self.backbone(x)

@@ -8,9 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-
-class PretrainedWeightsUnavailable(RuntimeError):
-    """ImageNet weights could not be downloaded and no local copy was found."""
+from segbench.errors import PretrainedWeightsUnavailable
 
 
 def scaled(channels: int, width: float) -> int:

@@ -12,6 +12,19 @@ rule collect_metrics:
         "segbench collect {input} --out {output} > {log} 2>&1"
 
 
+rule collect_train_log:
+    input:
+        expand("results/{dataset}/{model}/train_log.parquet", dataset=DATASET, model=RUNS),
+    output:
+        "results/train_log.parquet",
+    log:
+        "results/logs/collect_train_log.log",
+    conda:
+        ENV
+    shell:
+        "segbench collect {input} --out {output} > {log} 2>&1"
+
+
 rule collect_bench:
     input:
         expand("results/{dataset}/{model}/bench.parquet", dataset=DATASET, model=RUNS),

@@ -28,6 +28,16 @@ def dataset_root(wildcards, input):
     return os.path.dirname(input.data)
 
 
+def cores_per_run():
+    """The cores shared out over the runs, for the per-run stages that parallelise.
+
+    On a CPU, two single-threaded trainings side by side finish sooner than two
+    multi-threaded ones in turn, and a CRF that asks for every core would wait for
+    all trainings to end. Cluster profiles set each rule's threads instead.
+    """
+    return max(1, workflow.cores // len(RUNS))
+
+
 def train_settings(model):
     """Global training settings with the run's own overrides on top."""
     return {**config["train"], **TRAIN_OVERRIDES[model]}

@@ -10,7 +10,7 @@ rule crf_search:
         preset=config["crf"]["preset"],
         grid=crf_search_grid(),
         subset=SEARCH["subset"],
-    threads: workflow.cores
+    threads: cores_per_run()
     log:
         "results/{dataset}/{model}/logs/crf_search.log",
     benchmark:
@@ -34,8 +34,8 @@ rule crf:
         data=dataset_root,
         split=config["dataset"]["val_split"],
         args=crf_args,
-    # The CRF parallelises over images: give it every core it may have.
-    threads: workflow.cores
+    # The CRF parallelises over images (one process per thread).
+    threads: cores_per_run()
     log:
         "results/{dataset}/{model}/logs/crf.log",
     benchmark:

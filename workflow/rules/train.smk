@@ -8,9 +8,7 @@ rule train:
         args=train_args,
         config_hash=lambda wildcards: config_hash(wildcards.model),
         data=dataset_root,
-    # The cores shared out over the runs: on a CPU, two single-threaded trainings
-    # side by side finish sooner than two multi-threaded ones in turn. Profiles set it.
-    threads: max(1, workflow.cores // len(RUNS))
+    threads: cores_per_run()
     log:
         "results/{dataset}/{model}/logs/train.log",
     benchmark:

@@ -37,7 +37,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from segbench.models.layers import PretrainedWeightsUnavailable, load_state_dict_from_source, same_padding, scaled
+from segbench.errors import PretrainedWeightsUnavailable
+from segbench.models.layers import load_state_dict_from_source, same_padding, scaled
 
 # TF's batch-norm epsilon in the Xception backbone (xception_arg_scope); the
 # ImageNet statistics were estimated with it.
