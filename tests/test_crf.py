@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segbench.crf import PRESETS, CRFParams, check_probabilities, dense_crf, run_crf, upsample
+from segbench.crf import PRESETS, CRFParams, check_probabilities, dense_crf, labels_from, run_crf, upsample
 from segbench.data.voc import read_ids, read_image, read_label_png, voc_dir
 from segbench.errors import InputError
 from segbench.io import write_npz
@@ -87,3 +87,12 @@ def test_upsample_is_torchs_bilinear_interpolation() -> None:
     probs = np.random.default_rng(1).dirichlet(np.ones(4), size=(7, 9)).transpose(2, 0, 1).astype(np.float32)
     expected = F.interpolate(torch.from_numpy(probs)[None], size=(50, 61), mode="bilinear", align_corners=False)[0]
     np.testing.assert_allclose(upsample(probs, (50, 61)), expected.numpy(), atol=1e-6)
+
+
+def test_labels_are_numpys_argmax_with_ties_to_the_lowest_class() -> None:
+    rng = np.random.default_rng(0)
+    q = rng.random((21, 30, 40)).astype(np.float32)
+    q[:, :5] = 0.5  # every class tied: class 0
+    q[3:7, 10:12] = 2.0  # tied among 3..6: class 3
+    np.testing.assert_array_equal(labels_from(q), q.argmax(0).astype(np.uint8))
+    assert labels_from(q).dtype == np.uint8 and labels_from(q)[0, 0] == 0 and labels_from(q)[10, 0] == 3
