@@ -190,7 +190,7 @@ def _search_one(job: tuple[str, Path, Path, Path, list[CRFParams], int]) -> list
 
 
 @contextlib.contextmanager
-def _mapper(processes: int) -> Iterator[Callable]:
+def parallel_map(processes: int) -> Iterator[Callable]:
     """``map`` in this process, or an ordered ``imap`` over worker processes.
 
     Processes, not threads: the mean-field loop holds the GIL. Forked, so they
@@ -223,7 +223,7 @@ def run_crf(
     images = voc_dir(data_root) / "JPEGImages"
     jobs = [(i, images / f"{i}.jpg", Path(probs_dir) / f"{i}.npz", params) for i in ids]
     palette = voc_palette()
-    with atomic_dir(out_dir) as staging, _mapper(threads) as imap:
+    with atomic_dir(out_dir) as staging, parallel_map(threads) as imap:
         for image_id, labels in tqdm(imap(_crf_one, jobs), total=len(jobs), desc="crf", unit="img"):
             write_label_png(labels, staging / f"{image_id}.png", palette)
     return len(ids)
@@ -255,7 +255,7 @@ def search(
         (i, images / f"{i}.jpg", Path(probs_dir) / f"{i}.npz", labels / f"{i}.png", grid, num_classes) for i in ids
     ]
     totals = [np.zeros((num_classes, num_classes), np.int64) for _ in grid]
-    with _mapper(threads) as imap:
+    with parallel_map(threads) as imap:
         for matrices in tqdm(imap(_search_one, jobs), total=len(jobs), desc="crf search", unit="img"):
             for total, matrix in zip(totals, matrices):
                 total += matrix

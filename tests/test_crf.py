@@ -96,3 +96,14 @@ def test_labels_are_numpys_argmax_with_ties_to_the_lowest_class() -> None:
     q[3:7, 10:12] = 2.0  # tied among 3..6: class 3
     np.testing.assert_array_equal(labels_from(q), q.argmax(0).astype(np.uint8))
     assert labels_from(q).dtype == np.uint8 and labels_from(q)[0, 0] == 0 and labels_from(q)[10, 0] == 3
+
+
+def test_crf_benchmark_reports_the_stage_beside_pydensecrf_alone(tmp_path: Path) -> None:
+    from segbench.bench import bench_crf
+
+    table = bench_crf(out=tmp_path / "crf_bench.parquet", height=48, width=64, images=2, iterations=2, processes=2, repeats=1)
+    values = table.set_index("metric")["value"]
+    for metric in ("crf_pydensecrf_per_image", "crf_stage_per_image_1proc", "crf_throughput_2proc",
+                   "crf_parallel_speedup", "crf_pydensecrf_parallel_speedup"):
+        assert values[metric] > 0, metric
+    assert values["crf_stage_per_image_1proc"] == pytest.approx(1 / values["crf_throughput_1proc"])
