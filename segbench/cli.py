@@ -108,7 +108,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, lr_power=args.lr_power, warmup_iters=args.warmup_iters, crop_size=args.crop_size,
         scale_min=args.scale_min, scale_max=args.scale_max, seed=args.seed, workers=args.workers,
-        grad_clip_norm=args.grad_clip_norm, memory_format=args.memory_format,
+        grad_clip_norm=args.grad_clip_norm, class_weighting=args.class_weighting, memory_format=args.memory_format,
     )
     path = train(
         data_root=args.data, split=args.split, model_name=args.model, out_dir=args.out_dir, config=config,
@@ -320,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-power", type=float, default=0.9, help="poly policy exponent")
     p.add_argument("--warmup-iters", type=int, default=0, help="linear learning-rate warm-up before the poly decay")
     p.add_argument("--grad-clip-norm", type=float, default=0.0, help="clip the global gradient norm to this (0: off)")
+    p.add_argument(
+        "--class-weighting", choices=("none", "median_frequency"), default="none",
+        help="median_frequency: weight each class's loss by median(f)/f_c over the training split (SegNet, U-Net)",
+    )
     p.add_argument("--crop-size", type=int, default=128)
     p.add_argument("--scale-min", type=float, default=0.5)
     p.add_argument("--scale-max", type=float, default=2.0)

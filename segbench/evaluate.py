@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from segbench.data.voc import class_names, mask_dir, read_ids, read_label_png
+from segbench.data.voc import class_names, class_pixel_counts, mask_dir, read_ids, read_label_png
 from segbench.errors import InputError
 from segbench.io import write_parquet
 from segbench.metrics import ConfusionMatrix, scores
@@ -70,10 +70,7 @@ def majority_baseline(*, data_root: str | Path, train_split: str, split: str, da
     """Scores of predicting the training split's most frequent class everywhere: the floor to beat."""
     names = class_names(data_root)
     gt_dir = mask_dir(data_root)
-    counts = np.zeros(256, np.int64)
-    for image_id in tqdm(read_ids(data_root, train_split), desc="class frequencies", unit="img"):
-        counts += np.bincount(read_label_png(gt_dir / f"{image_id}.png", len(names)).ravel(), minlength=256)
-    majority = int(np.argmax(counts[: len(names)]))
+    majority = int(np.argmax(class_pixel_counts(data_root, train_split, len(names))))
     cm = ConfusionMatrix(len(names))
     for image_id in read_ids(data_root, split):
         target = read_label_png(gt_dir / f"{image_id}.png", len(names))

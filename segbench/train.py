@@ -25,11 +25,14 @@ from tqdm import tqdm
 
 from segbench.checkpoint import save_checkpoint
 from segbench.data.dataset import TrainTransform, VOCSegmentation
-from segbench.data.voc import VOID
+from segbench.data.voc import VOID, class_pixel_counts
 from segbench.io import write_parquet
 from segbench.models import build_model
 from segbench.provenance import PROVENANCE_COLUMNS, provenance
 from segbench.runtime import MEMORY_FORMATS, memory_format, resolve_device, training_memory_format
+
+
+CLASS_WEIGHTINGS = ("none", "median_frequency")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,10 @@ class TrainConfig:
     # Clip the global gradient norm to this (0: off). From-scratch GCN, whose score maps are
     # sums of unnormalised large-kernel convolutions, diverges without it on the embedded data.
     grad_clip_norm: float = 0.0
+    # "median_frequency": weight class c's loss by median(f) / f_c, f the classes' pixel
+    # frequencies in the training split (Eigen & Fergus 2015), as SegNet (arXiv:1511.00561,
+    # Section 4) and U-Net's weight map w_c (arXiv:1505.04597, Eq. 2) do; "none" otherwise.
+    class_weighting: str = "none"
     memory_format: str = "channels_last"
 
     def __post_init__(self) -> None:
@@ -58,6 +65,8 @@ class TrainConfig:
                 raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
         if not 0 <= self.warmup_iters < self.iterations:
             raise ValueError(f"warmup_iters must be in [0, iterations), got {self.warmup_iters}")
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise ValueError(f"class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}, got {self.class_weighting!r}")
         if self.grad_clip_norm < 0:
             raise ValueError(f"grad_clip_norm must be >= 0 (0: off), got {self.grad_clip_norm}")
         if self.memory_format not in MEMORY_FORMATS:
@@ -94,13 +103,27 @@ def lr_factor(iteration: int, config: TrainConfig) -> float:
     return poly
 
 
-def segmentation_loss(output: torch.Tensor | dict[str, torch.Tensor], target: torch.Tensor, aux_weight: float) -> torch.Tensor:
+def median_frequency_weights(counts: np.ndarray) -> torch.Tensor:
+    """median(f) / f_c over the classes present; classes absent from the split get weight 0."""
+    freq = counts / max(int(counts.sum()), 1)
+    present = freq > 0
+    weights = np.zeros(len(counts), np.float32)
+    weights[present] = np.median(freq[present]) / freq[present]
+    return torch.from_numpy(weights)
+
+
+def segmentation_loss(
+    output: torch.Tensor | dict[str, torch.Tensor],
+    target: torch.Tensor,
+    aux_weight: float,
+    class_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     if isinstance(output, dict):
-        loss = F.cross_entropy(output["out"], target, ignore_index=VOID)
+        loss = F.cross_entropy(output["out"], target, weight=class_weights, ignore_index=VOID)
         if "aux" in output:
-            loss = loss + aux_weight * F.cross_entropy(output["aux"], target, ignore_index=VOID)
+            loss = loss + aux_weight * F.cross_entropy(output["aux"], target, weight=class_weights, ignore_index=VOID)
         return loss
-    return F.cross_entropy(output, target, ignore_index=VOID)
+    return F.cross_entropy(output, target, weight=class_weights, ignore_index=VOID)
 
 
 def train(
@@ -140,6 +163,9 @@ def train(
     model = model.to(memory_format=memory_format(layout))
     model.train()
     aux_weight = float(getattr(model, "aux_weight", 0.4))
+    class_weights = None
+    if config.class_weighting == "median_frequency":
+        class_weights = median_frequency_weights(class_pixel_counts(data_root, split, num_classes)).to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, config))
@@ -149,7 +175,7 @@ def train(
     progress = tqdm(total=config.iterations, desc=f"train {model_name}", unit="it")
     for iteration, (x, y) in enumerate(_batches(dataset, config), start=1):
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        loss = segmentation_loss(model(x), y, aux_weight)
+        loss = segmentation_loss(model(x), y, aux_weight, class_weights)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"{model_name}: loss became {loss.item()} at iteration {iteration}; lower the learning rate"

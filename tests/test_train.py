@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from segbench.checkpoint import load_checkpoint
 from segbench.models import build_model
-from segbench.train import TrainConfig, lr_factor, train
+from segbench.train import TrainConfig, lr_factor, median_frequency_weights, segmentation_loss, train
 
 
 def test_lr_warms_up_linearly_then_decays_polynomially() -> None:
@@ -24,11 +25,30 @@ def test_lr_warms_up_linearly_then_decays_polynomially() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("warmup_iters", 100), ("grad_clip_norm", -1.0), ("memory_format", "nhwc"), ("iterations", 0)],
+    [("warmup_iters", 100), ("grad_clip_norm", -1.0), ("memory_format", "nhwc"), ("iterations", 0), ("class_weighting", "inverse")],
 )
 def test_bad_settings_name_the_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{"iterations": 100, field: value})
+
+
+def test_median_frequency_weights() -> None:
+    """Eigen & Fergus: median(f) / f_c; a class absent from the split gets no weight."""
+    weights = median_frequency_weights(np.array([700, 100, 200, 0]))
+    np.testing.assert_allclose(weights.numpy(), [0.2 / 0.7, 2.0, 1.0, 0.0], rtol=1e-6)
+
+
+def test_class_weights_reach_the_loss() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(1, 3, 4, 4)
+    target = torch.randint(0, 3, (1, 4, 4))
+    target[0, 0, :2] = torch.tensor([1, 2])  # every class present
+    plain = segmentation_loss(logits, target, 0.4)
+    assert torch.equal(plain, segmentation_loss(logits, target, 0.4, torch.ones(3)))
+    only_class_1 = segmentation_loss(logits, target, 0.4, torch.tensor([0.0, 1.0, 0.0]))
+    mask = target == 1
+    expected = torch.nn.functional.cross_entropy(logits, target, reduction="none")[mask].mean()
+    torch.testing.assert_close(only_class_1, expected)
 
 
 def _train(root: Path, out: Path, name: str, **settings: object) -> tuple[torch.nn.Module, dict]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from segbench.errors import InputError
 
@@ -127,3 +128,12 @@ def read_sample(root: str | Path, image_id: str, num_classes: int) -> tuple[np.n
             f"{image_path.name} is {image.shape[1]}x{image.shape[0]}"
         )
     return image, labels
+
+
+def class_pixel_counts(root: str | Path, split: str, num_classes: int) -> np.ndarray:
+    """Pixels of each class over a split's masks (void not counted): int64 [num_classes]."""
+    labels_dir = mask_dir(root)
+    counts = np.zeros(256, np.int64)
+    for image_id in tqdm(read_ids(root, split), desc="class frequencies", unit="img"):
+        counts += np.bincount(read_label_png(labels_dir / f"{image_id}.png", num_classes).ravel(), minlength=256)
+    return counts[:num_classes]
