@@ -118,12 +118,15 @@ def segmentation_loss(
     aux_weight: float,
     class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    def cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target, weight=class_weights, ignore_index=VOID)
+
     if isinstance(output, dict):
-        loss = F.cross_entropy(output["out"], target, weight=class_weights, ignore_index=VOID)
+        loss = cross_entropy(output["out"])
         if "aux" in output:
-            loss = loss + aux_weight * F.cross_entropy(output["aux"], target, weight=class_weights, ignore_index=VOID)
+            loss = loss + aux_weight * cross_entropy(output["aux"])
         return loss
-    return F.cross_entropy(output, target, weight=class_weights, ignore_index=VOID)
+    return cross_entropy(output)
 
 
 def train(
