@@ -392,7 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--model", help="a registered architecture, freshly initialised")
     src.add_argument("--crf", action="store_true", help="time the CRF stage (use --size 375x500 for VOC size) against pydensecrf alone, with 1 and --threads processes")
     src.add_argument("--peers", action="store_true", help="time our models beside torchvision's of the same architecture (interleaved)")
-    p.add_argument("--crf-images", type=int, default=8, help="with --crf: images timed")
+    p.add_argument(
+        "--crf-images", type=int, default=None, help="with --crf: images timed (default: 16 per process, so the last image's tail stays small)"
+    )
     p.add_argument("--crf-iterations", type=int, default=10, help="with --crf: mean-field iterations")
     p.add_argument("--width", type=float, default=1.0, help="with --model: channel multiplier")
     p.add_argument("--num-classes", type=int, default=21, help="with --model")
