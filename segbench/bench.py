@@ -29,10 +29,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from segbench.checkpoint import load_checkpoint
-from segbench.crf import PRESETS, CRFParams, keep_freed_memory, mean_field, parallel_map, run_crf, unary_energy, upsample
+from segbench.crf import PRESETS, CRFParams, keep_freed_memory, mean_field, parallel_map, refine_image, run_crf, unary_energy, upsample
 from segbench.data.synthetic import generate
-from segbench.data.voc import read_ids, read_image, read_label_png, voc_dir
-from segbench.io import write_npz, write_parquet
+from segbench.data.voc import read_ids, read_image, read_label_png, voc_dir, voc_palette
+from segbench.io import write_label_png, write_npz, write_parquet
 from segbench.models import build_model
 from segbench.models.backbones.resnet import ResNet
 from segbench.models.backbones.vgg import vgg16_stages
@@ -207,14 +207,20 @@ def bench_crf(
 
     Scenes come from the embedded generator at ``height x width``; their
     probabilities are noisy versions of the ground truth, stored compactly as
-    the predict stage stores them. Measured (medians over ``repeats`` rounds):
-    pydensecrf's own time per image (kernels + mean field, one process), the
-    whole stage per image in one
-    process (load, check, upsample, -log p, inference, argmax, PNG write),
-    hence the stage's overhead, and throughput with 1 and ``processes`` workers.
-    The machine's own ceiling comes with it: pydensecrf alone on the same inputs
-    in ``processes`` forked workers (inferences running side by side share the
-    memory bandwidth, so even it does not scale by ``processes``).
+    the predict stage stores them. Each of ``repeats`` rounds times:
+
+    - image by image, pydensecrf alone (kernels + mean field, one process) and
+      right after it the stage's work on the same image (load, check, upsample,
+      -log p, inference, argmax, PNG write): the stage's overhead is the median
+      of these paired ratios, which the host's drift cannot skew;
+    - the whole stage (``run_crf``) over all images with 1 and with
+      ``processes`` workers: throughputs and the parallel speed-up;
+    - pydensecrf alone in ``processes`` forked workers: the machine's ceiling
+      (inferences running side by side share the memory bandwidth, so even it
+      does not scale by ``processes``).
+
+    The parallel blocks run in reverse order every other round, so that a
+    steady drift favours none. Reported: medians over the rounds.
     ``images`` defaults to 16 per process: with fewer, the last image of one
     worker leaves the others idle for a noticeable part of the run.
     All of it runs under the CRF stage's allocator settings (``keep_freed_memory``),
@@ -229,45 +235,55 @@ def bench_crf(
         root = Path(tmp) / "data"
         generate(root, seed=seed, num_train=1, num_val=images, height=height, width=width)
         probs_dir = Path(tmp) / "probs"
-        inputs = []
+        inputs, jobs = [], []
         for image_id in read_ids(root, "val"):
             labels = read_label_png(voc_dir(root) / "SegmentationClass" / f"{image_id}.png", num_classes)
             compact = compact_probabilities(torch.from_numpy(_noisy_probabilities(labels, num_classes, rng)), prob_stride)
             write_npz(probs_dir / f"{image_id}.npz", probs=compact, size=np.array(labels.shape, dtype=np.int32))
-            image = read_image(voc_dir(root) / "JPEGImages" / f"{image_id}.jpg")
-            inputs.append((image, unary_energy(upsample(compact.astype(np.float32), labels.shape))))
-        # pydensecrf alone, then the whole stage with 1 and with N workers, in turn,
-        # `repeats` times; medians are kept: a shared VM drifts more than the effects
-        # measured, and interleaving makes the drift hit all three alike.
+            image_path = voc_dir(root) / "JPEGImages" / f"{image_id}.jpg"
+            inputs.append((read_image(image_path), unary_energy(upsample(compact.astype(np.float32), labels.shape))))
+            jobs.append((image_id, image_path, probs_dir / f"{image_id}.npz", params))
+        palette = voc_palette()
         own: list[float] = []
-        own_parallel: list[float] = []
-        runs: dict[int, list[float]] = {w: [] for w in sorted({1, processes})}
-        _CEILING_INPUTS[:] = inputs
-        for _ in tqdm(range(repeats), desc="crf bench", unit="round"):
-            start = time.perf_counter()
-            for image, unary in inputs:
-                mean_field(image, unary, params)
-            own.append((time.perf_counter() - start) / images)
-            start = time.perf_counter()
+        overhead: list[float] = []
+        blocks: dict[str, list[float]] = {"ceiling": [], 1: [], processes: []}
+
+        def pydensecrf_in_workers() -> None:
             with parallel_map(processes) as imap:
                 list(imap(_pydensecrf_only, [(i, params) for i in range(images)]))
-            own_parallel.append((time.perf_counter() - start) / images)
-            for workers, times in runs.items():
+
+        def stage(workers: int) -> Callable[[], Any]:
+            out_dir = Path(tmp) / f"crf{workers}"
+            return lambda: run_crf(data_root=root, split="val", probs_dir=probs_dir, out_dir=out_dir, params=params, threads=workers)
+
+        timed = {"ceiling": pydensecrf_in_workers, 1: stage(1), processes: stage(processes)}
+        _CEILING_INPUTS[:] = inputs
+        for round_index in tqdm(range(repeats), desc="crf bench", unit="round"):
+            per_image = []
+            for (image, unary), job in zip(inputs, jobs):
                 start = time.perf_counter()
-                run_crf(data_root=root, split="val", probs_dir=probs_dir, out_dir=Path(tmp) / f"crf{workers}", params=params, threads=workers)
-                times.append((time.perf_counter() - start) / images)
-        stage = {workers: statistics.median(times) for workers, times in runs.items()}
+                mean_field(image, unary, params)
+                middle = time.perf_counter()
+                write_label_png(refine_image(*job), Path(tmp) / "paired.png", palette)
+                per_image.append(middle - start)
+                overhead.append((time.perf_counter() - middle) / (middle - start) - 1)
+            own.append(statistics.mean(per_image))
+            for name in list(timed)[:: -1 if round_index % 2 else 1]:
+                start = time.perf_counter()
+                timed[name]()
+                blocks[name].append((time.perf_counter() - start) / images)
+        stage_s = {name: statistics.median(times) for name, times in blocks.items()}
         probs_bytes = statistics.mean(p.stat().st_size for p in probs_dir.glob("*.npz"))
         _CEILING_INPUTS.clear()
     own_s = statistics.median(own)
     measured = [
         ("crf_pydensecrf_per_image", own_s, "s"),
-        ("crf_stage_per_image_1proc", stage[1], "s"),
-        ("crf_stage_overhead", 100 * (stage[1] / own_s - 1), "%"),
-        ("crf_throughput_1proc", 1 / stage[1], "images/s"),
-        (f"crf_throughput_{processes}proc", 1 / stage[processes], "images/s"),
-        ("crf_parallel_speedup", stage[1] / stage[processes], "x"),
-        ("crf_pydensecrf_parallel_speedup", own_s / statistics.median(own_parallel), "x"),
+        ("crf_stage_per_image_1proc", stage_s[1], "s"),
+        ("crf_stage_overhead", 100 * statistics.median(overhead), "%"),
+        ("crf_throughput_1proc", 1 / stage_s[1], "images/s"),
+        (f"crf_throughput_{processes}proc", 1 / stage_s[processes], "images/s"),
+        ("crf_parallel_speedup", stage_s[1] / stage_s[processes], "x"),
+        ("crf_pydensecrf_parallel_speedup", own_s / stage_s["ceiling"], "x"),
         ("probs_kib_per_image", probs_bytes / 1024, "KiB"),
     ]
     context = {"input_height": height, "input_width": width, "classes": num_classes, "iterations": iterations, "images": images, "processes": processes, "repeats": repeats}

@@ -163,11 +163,15 @@ def _prepare(image_id: str, image_path: Path, probs_path: Path) -> tuple[np.ndar
     return image, upsample(probs, size)
 
 
-def _crf_one(job: tuple[str, Path, Path, CRFParams]) -> tuple[str, np.ndarray]:
-    image_id, image_path, probs_path, params = job
+def refine_image(image_id: str, image_path: Path, probs_path: Path, params: CRFParams) -> np.ndarray:
+    """The stage's work on one image but the PNG: load, check, upsample, -log p, mean field, labels."""
     image, probs = _prepare(image_id, image_path, probs_path)
     q = mean_field(image, unary_energy(probs, overwrite=True), params)  # probs is ours to reuse
-    return image_id, q.argmax(0).astype(np.uint8).reshape(image.shape[:2])
+    return q.argmax(0).astype(np.uint8).reshape(image.shape[:2])
+
+
+def _crf_one(job: tuple[str, Path, Path, CRFParams]) -> tuple[str, np.ndarray]:
+    return job[0], refine_image(*job)
 
 
 def _search_one(job: tuple[str, Path, Path, Path, list[CRFParams], int]) -> list[np.ndarray]:

@@ -24,7 +24,7 @@ rule bench_crf:
     output:
         "results/crf_bench.parquet",
     params:
-        images=config["bench"]["crf_images"],
+        images=f"--crf-images {config['bench']['crf_images']}" if config["bench"]["crf_images"] else "",
     # All cores: the benchmark measures the speed-up from parallel workers.
     threads: workflow.cores
     log:
@@ -32,5 +32,5 @@ rule bench_crf:
     conda:
         ENV
     shell:
-        "segbench bench --crf --size 375x500 --crf-images {params.images} --repeats 3 --threads {threads}"
+        "segbench bench --crf --size 375x500 {params.images} --repeats 3 --threads {threads}"
         " --out {output} > {log} 2>&1"
