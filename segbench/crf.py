@@ -104,9 +104,18 @@ def mean_field(image: np.ndarray, unary: np.ndarray, params: CRFParams) -> np.nd
     return np.asarray(crf.inference(params.iterations), dtype=np.float32)
 
 
-def dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams) -> np.ndarray:
-    """Refined probabilities [C,H,W] float32 for an RGB uint8 image [H,W,3]."""
-    return mean_field(image, unary_energy(probs), params).reshape(probs.shape)
+def dense_crf(
+    image: np.ndarray, probs: np.ndarray, params: CRFParams, *, return_probs: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Labels [H,W] uint8 for an RGB uint8 image [H,W,3] and probabilities [C,H,W];
+    with ``return_probs``, (labels, refined probabilities [C,H,W] float32)."""
+    q = mean_field(image, unary_energy(probs), params)
+    labels = _labels(q, probs.shape[1:])
+    return (labels, q.reshape(probs.shape)) if return_probs else labels
+
+
+def _labels(q: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    return q.argmax(0).astype(np.uint8).reshape(size)
 
 
 def load_probabilities(path: Path, *, name: str) -> tuple[np.ndarray, tuple[int, int]]:
@@ -167,7 +176,7 @@ def refine_image(image_id: str, image_path: Path, probs_path: Path, params: CRFP
     """The stage's work on one image but the PNG: load, check, upsample, -log p, mean field, labels."""
     image, probs = _prepare(image_id, image_path, probs_path)
     q = mean_field(image, unary_energy(probs, overwrite=True), params)  # probs is ours to reuse
-    return q.argmax(0).astype(np.uint8).reshape(image.shape[:2])
+    return _labels(q, image.shape[:2])
 
 
 def _crf_one(job: tuple[str, Path, Path, CRFParams]) -> tuple[str, np.ndarray]:
@@ -182,7 +191,7 @@ def _search_one(job: tuple[str, Path, Path, Path, list[CRFParams], int]) -> list
     matrices = []
     for params in grid:
         cm = ConfusionMatrix(num_classes)
-        cm.update(dense_crf(image, probs, params).argmax(0).astype(np.uint8), target, name=image_id)
+        cm.update(dense_crf(image, probs, params), target, name=image_id)
         matrices.append(cm.matrix)
     return matrices
 
