@@ -246,7 +246,7 @@ def bench_crf(
         palette = voc_palette()
         own: list[float] = []
         overhead: list[float] = []
-        blocks: dict[str, list[float]] = {"ceiling": [], 1: [], processes: []}
+        blocks: dict[str | int, list[float]] = {"ceiling": [], 1: [], processes: []}
 
         def pydensecrf_in_workers() -> None:
             with parallel_map(processes) as imap:

@@ -91,8 +91,7 @@ def mean_field(image: np.ndarray, unary: np.ndarray, params: CRFParams) -> np.nd
     """pydensecrf's part alone: the kernels and the mean-field iterations; Q as [C, H*W].
 
     Q is pixel-major (pydensecrf hands back Eigen's column-major matrix as is), so
-    an argmax over classes streams through memory: 3 ms at VOC size, where a
-    class-major copy would cost 10 ms more.
+    an argmax over classes streams through memory: 3 ms at VOC size.
     """
     height, width = image.shape[:2]
     crf = dcrf.DenseCRF2D(width, height, unary.shape[0])
