@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm import tqdm
 
 from segbench.data.voc import class_names, class_pixel_counts, mask_dir, read_ids, read_label_png
@@ -38,6 +37,8 @@ def checkpoint_provenance(checkpoint: str | Path) -> dict[str, object]:
     path = Path(checkpoint)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
+    import torch  # here, not at the top: the majority baseline and the report need no torch (3 s to import)
+
     payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     meta = payload.get("meta", {})
     record = {key: meta.get(key) for key in PROVENANCE_COLUMNS}

@@ -30,6 +30,14 @@ def test_module_entry_point_runs() -> None:
     assert "fcn8s" in result.stdout and "arXiv:1411.4038" in result.stdout
 
 
+def test_cpu_only_stages_start_without_torch() -> None:
+    # crf, crf-search, evaluate and collect run once per model (or per image set) in
+    # the workflow: importing torch would add seconds to each job for nothing.
+    code = "import sys, segbench.cli, segbench.crf, segbench.collect, segbench.evaluate; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
 def test_bad_input_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope.parquet"
     assert main(["collect", str(missing), "--out", str(tmp_path / "out.parquet")]) == 2
