@@ -128,8 +128,13 @@ def paper_crf_gains(paper: pd.DataFrame) -> pd.DataFrame:
 
 
 def crf_speed_table(crf_bench: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """The CRF benchmark beside DeepLab's "0.5 s per image" (arXiv:1412.7062 Section 4.2, their CPU)."""
-    table = crf_bench[["metric", "value", "unit", "input_height", "input_width", "iterations", "processes"]].copy()
+    """The CRF benchmark beside DeepLab's "0.5 s per image" (arXiv:1412.7062 Section 4.2, their CPU).
+
+    With the images and rounds it was timed on: with few images per worker, the
+    last image's tail lowers the parallel figures (docs/BENCHMARKS.md).
+    """
+    columns = ["metric", "value", "unit", "input_height", "input_width", "iterations", "processes", "images", "repeats"]
+    table = crf_bench[columns].copy()
     quoted = paper[(paper["metric"] == "crf_time") & (paper["paper"] == "DeepLab v1")]
     table["paper"] = np.nan
     if not quoted.empty:
