@@ -5,7 +5,11 @@ from snakemake.utils import min_version
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+# The embedded demo's config is only the default: Snakemake would merge a --configfile on top
+# of a `configfile:` loaded here, so that the VOC run inherited the demo's runs and widths.
+if not config:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

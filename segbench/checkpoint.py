@@ -29,8 +29,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, name: str, num
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path: str | os.PathLike, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    """The model in eval mode on ``device``, and the checkpoint's fields (without weights)."""
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's fields, weights included, checked for completeness."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
@@ -41,6 +41,19 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device) -> tuple[nn.M
     missing = [key for key in _REQUIRED if key not in payload]
     if missing:
         raise InputError(f"{path}: checkpoint lacks {', '.join(missing)}")
-    model = build_model(payload["model"], num_classes=payload["num_classes"], width=payload["width"], **payload["options"])
+    return payload
+
+
+def load_checkpoint(
+    path: str | os.PathLike, device: torch.device, **option_overrides: Any
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The model in eval mode on ``device``, and the checkpoint's fields (without weights).
+
+    ``option_overrides`` change paper options that leave the weights' shapes alone, such as
+    the output stride DeepLab v3 evaluates at (8) after training at 16 (Section 4.1).
+    """
+    payload = read_checkpoint(path)
+    options = {**payload["options"], **option_overrides}
+    model = build_model(payload["model"], num_classes=payload["num_classes"], width=payload["width"], **options)
     model.load_state_dict(payload.pop("state_dict"))
     return model.to(device).eval(), payload

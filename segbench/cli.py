@@ -7,6 +7,7 @@ package never reads Snakemake's config.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ from typing import Any, Callable
 
 from segbench import __version__
 from segbench.errors import InputError, PretrainedWeightsUnavailable
+from segbench.train_config import TrainConfig
 
 _EXAMPLES = """\
 stages, in pipeline order:
@@ -73,6 +75,24 @@ def _add_memory_format(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_dataclass_flags(group: argparse._ActionsContainer, cls: type) -> None:
+    """One flag per dataclass field (``batch_size`` -> ``--batch-size``), with its default,
+    type, choices and help: each setting is defined once, on the dataclass."""
+    for f in dataclasses.fields(cls):
+        flag = f"--{f.name.replace('_', '-')}"
+        kind = type(f.default)
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+        else:
+            group.add_argument(
+                flag, type=kind, default=f.default, choices=f.metadata.get("choices"), help=f.metadata["help"]
+            )
+
+
+def _dataclass_from_args(cls: type, args: argparse.Namespace) -> Any:
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
 def _add_common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
     if data:
         parser.add_argument("--data", required=True, type=Path, help="dataset root (the folder holding VOCdevkit/)")
@@ -93,30 +113,34 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     else:
         from segbench.data.download import prepare_voc
 
-        path = prepare_voc(args.out, archives=args.archives, download=not args.no_download)
+        path = prepare_voc(
+            args.out, archives=args.archives, download=not args.no_download, mirrors=args.mirror, retries=args.retries,
+        )
     print(f"dataset ready: {path}")
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from segbench.train import TrainConfig, train
+    from segbench.train import Preempted, train
 
     if args.threads:
-        torch.set_num_threads(args.threads)
-    config = TrainConfig(
-        iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-        weight_decay=args.weight_decay, lr_power=args.lr_power, warmup_iters=args.warmup_iters, crop_size=args.crop_size,
-        scale_min=args.scale_min, scale_max=args.scale_max, seed=args.seed, workers=args.workers,
-        grad_clip_norm=args.grad_clip_norm, class_weighting=args.class_weighting, memory_format=args.memory_format,
-    )
-    path = train(
-        data_root=args.data, split=args.split, model_name=args.model, out_dir=args.out_dir, config=config,
-        num_classes=args.num_classes, width=args.width, options=dict(args.option),
-        pretrained_backbone=args.pretrained_backbone, device=args.device, config_hash=args.config_hash,
-        run_name=args.run_name,
-    )
-    print(f"checkpoint: {path}")
+        # Under torchrun the job's threads are shared by its processes.
+        torch.set_num_threads(max(1, args.threads // int(os.environ.get("WORLD_SIZE", "1"))))
+    try:
+        path = train(
+            data_root=args.data, split=args.split, model_name=args.model, out_dir=args.out_dir,
+            config=_dataclass_from_args(TrainConfig, args), num_classes=args.num_classes, width=args.width,
+            options=dict(args.option), pretrained_backbone=args.pretrained_backbone, init_from=args.init_from,
+            device=args.device, config_hash=args.config_hash, run_name=args.run_name,
+        )
+    except Preempted as stop:
+        print(f"segbench train: {stop}", file=sys.stderr)
+        # A signal's conventional status (143 for SIGTERM): the job failed, so Snakemake retries it.
+        return 128 + stop.signum
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"checkpoint: {path}")
+    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -129,7 +153,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     n = predict(
         data_root=args.data, split=args.split, checkpoint=args.checkpoint, pred_dir=args.pred_dir,
         probs_dir=args.probs_dir, prob_stride=args.prob_stride, device=args.device,
-        memory_format=args.memory_format,
+        memory_format=args.memory_format, options=dict(args.option),
     )
     print(f"predicted {n} images into {args.pred_dir}")
 
@@ -300,10 +324,23 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("voc2012")
     g.add_argument("--archives", type=Path, default=Path("resources/downloads"), help="where the VOC and SBD archives are (or are downloaded to)")
     g.add_argument("--no-download", action="store_true", help="only use archives already in --archives")
+    g.add_argument(
+        "--mirror", action="append", default=[], metavar="URL",
+        help="base URL under which VOCtrainval_11-May-2012.tar and benchmark.tgz are found (e.g. an institutional copy); "
+        "repeatable; mirrors are tried in the order given, then the official URLs. Every download is MD5-checked",
+    )
+    g.add_argument(
+        "--retries", type=int, default=5, metavar="N",  # segbench.data.download.DEFAULT_RETRIES (a test checks)
+        help="further tries of a mirror after a failure that brought no new bytes (exponential backoff from 1 s) "
+        "before moving on to the next; an interrupted download resumes where it stopped",
+    )
 
-    p = add("train", cmd_train, "Train one model with SGD + poly LR; writes checkpoint.pt and train_log.parquet.")
+    p = add(
+        "train", cmd_train,
+        "Train one model with SGD under its paper's learning-rate policy; writes checkpoint.pt and "
+        "train_log.parquet. Resumes from the run's resume.pt; under torchrun, one process per GPU.",
+    )
     _add_common(p)
-    _add_memory_format(p)
     p.add_argument("--split", default="train", help="image list under ImageSets/Segmentation (train_aug for VOC)")
     p.add_argument("--model", required=True, help="registered architecture (see `segbench models`)")
     p.add_argument("--run-name", help="label of this run in result tables (default: the model name)")
@@ -312,23 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0 = the paper's model)")
     p.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE", help="paper option of the model, repeatable (JSON values)")
     p.add_argument("--pretrained-backbone", type=_pretrained, default=False, help="true (torchvision/timm ImageNet weights), false, or a local weights file")
-    p.add_argument("--iterations", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=0.01, help="base learning rate")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--lr-power", type=float, default=0.9, help="poly policy exponent")
-    p.add_argument("--warmup-iters", type=int, default=0, help="linear learning-rate warm-up before the poly decay")
-    p.add_argument("--grad-clip-norm", type=float, default=0.0, help="clip the global gradient norm to this (0: off)")
-    p.add_argument(
-        "--class-weighting", choices=("none", "median_frequency"), default="none",
-        help="median_frequency: weight each class's loss by median(f)/f_c over the training split (SegNet, U-Net)",
-    )
-    p.add_argument("--crop-size", type=int, default=128)
-    p.add_argument("--scale-min", type=float, default=0.5)
-    p.add_argument("--scale-max", type=float, default=2.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--init-from", type=Path, help="a trained run's checkpoint.pt whose matching weights start this run (staged training)")
+    _add_dataclass_flags(p.add_argument_group("training settings (config: train)"), TrainConfig)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--config-hash", default="", help="hash of the configuration, recorded as provenance")
 
@@ -340,6 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred-dir", required=True, type=Path, help="output folder of <id>.png")
     p.add_argument("--probs-dir", required=True, type=Path, help="output folder of <id>.npz probabilities")
     p.add_argument("--prob-stride", type=int, default=8, help="downsampling of the stored probabilities")
+    p.add_argument(
+        "--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+        help="paper option changed for prediction, repeatable, e.g. output_stride=8 (JSON values)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
 
     p = add("crf", cmd_crf, "Refine predictions with the fully-connected CRF (pydensecrf), in parallel over images.")
@@ -442,11 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except (InputError, PretrainedWeightsUnavailable, ValueError, FileNotFoundError, FloatingPointError) as exc:
         print(f"segbench {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

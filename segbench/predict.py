@@ -43,12 +43,17 @@ def predict(
     prob_stride: int = 8,
     device: str = "auto",
     memory_format: str = "channels_last",
+    options: dict | None = None,
 ) -> int:
-    """Predict every image of ``split``; returns the number of images."""
+    """Predict every image of ``split``; returns the number of images.
+
+    ``options`` override the checkpoint's paper options at test time (output stride 8 for a
+    DeepLab v3 trained at 16); they must leave the weights' shapes alone.
+    """
     if prob_stride < 1:
         raise ValueError(f"prob_stride must be >= 1, got {prob_stride}")
     dev = resolve_device(device)
-    model, meta = load_checkpoint(checkpoint, dev)
+    model, meta = load_checkpoint(checkpoint, dev, **(options or {}))
     model = model.to(memory_format=torch_memory_format(memory_format))
     ids = read_ids(data_root, split)
     images = voc_dir(data_root) / "JPEGImages"

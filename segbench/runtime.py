@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from segbench.errors import InputError
+from segbench.train_config import AMP_MODES
 
 # Convolution weights in NHWC ("channels_last") let oneDNN skip layout reorders: on this
 # project's CPU runs training steps are 1.2-1.5x and inference 1.2-1.9x faster (docs/BENCHMARKS.md).
@@ -58,3 +59,24 @@ def training_memory_format(model: nn.Module, requested: str, device: torch.devic
                 "fewer than 16 input channels, whose channels_last backward crashes oneDNN on the CPU"
             )
     return requested, None
+
+
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, amp: str) -> torch.autocast:
+    """The autocast context of ``amp`` ("off", "bf16" or "fp16") on ``device``; a no-op for "off"."""
+    if amp not in AMP_MODES:
+        raise InputError(f"amp {amp!r}: choose one of {', '.join(AMP_MODES)}")
+    return torch.autocast(device.type, dtype=_AMP_DTYPES.get(amp, torch.bfloat16), enabled=amp != "off")
+
+
+def grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
+    """A gradient scaler that is active for fp16 only (bf16 and fp32 need none)."""
+    return torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+
+
+def configure_cuda(device: torch.device) -> None:
+    """cuDNN autotuning for training: input sizes are fixed (crops), so the search pays off."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True

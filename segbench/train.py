@@ -1,106 +1,101 @@
-"""Training: SGD with momentum and the "poly" learning-rate policy.
+"""Training: SGD with momentum under the papers' learning-rate policies, preemption-safe.
 
-The recipe shared by DeepLab (Chen et al. 2017, Section 4.1: lr x (1 - iter/max)^0.9,
-momentum 0.9, weight decay 5e-4) and torchvision's segmentation references
-(optionally after a linear warm-up):
-cross-entropy that ignores void (255), random scale / crop / flip.
-Models with an auxiliary head (PSPNet) add its loss with the weight the model
-declares (``aux_weight``, 0.4 in Zhao et al. 2017, Section 3.3).
+The recipe shared by DeepLab (Chen et al. 2017, Section 4.1) and torchvision's segmentation
+references: cross-entropy that ignores void (255), random scale / crop / flip, SGD with
+momentum, and a learning-rate policy per paper: "poly" (DeepLab v2+, PSPNet), "step"
+(DeepLab v1's Caffe solver) or "fixed" (FCN). Layers outside the ImageNet-pretrained
+backbone can learn ``head_lr_mult`` times faster (DeepLab's classifier, PSPNet's new layers).
+Models with an auxiliary head (PSPNet) declare its loss weight as ``model.aux_weight``.
+
+A run is laid out as four steps, each a function below:
+- ``setup``: data, model, optimizer, schedule and distributed context (``torchrun``: one
+  process per GPU, the batch split over them, SyncBN on CUDA, rank 0 writes);
+- ``train_step``: one optimisation step, optionally under autocast (bf16, or fp16 with
+  loss scaling);
+- ``save_state`` / ``load_state``: everything a run needs to continue bit for bit (weights,
+  optimizer, scheduler, grad scaler, RNG states, data position, log), written atomically
+  every ``checkpoint_every`` iterations and on SIGTERM/SIGUSR1 to ``resume.pt``;
+- ``train``: the loop; a rerun of the same command resumes from ``resume.pt``.
 """
 
 from __future__ import annotations
 
-import itertools
+import fnmatch
+import os
+import random
+import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
-from segbench.checkpoint import save_checkpoint
+from segbench.checkpoint import read_checkpoint, save_checkpoint
 from segbench.data.dataset import TrainTransform, VOCSegmentation
 from segbench.data.voc import VOID, class_pixel_counts
-from segbench.io import write_parquet
+from segbench.errors import InputError
+from segbench.io import atomic_path, write_parquet
 from segbench.models import build_model
 from segbench.provenance import PROVENANCE_COLUMNS, provenance
-from segbench.runtime import MEMORY_FORMATS, memory_format, resolve_device, training_memory_format
+from segbench.runtime import (
+    autocast,
+    configure_cuda,
+    grad_scaler,
+    memory_format,
+    resolve_device,
+    training_memory_format,
+)
+from segbench.train_config import TrainConfig
+
+__all__ = ["TrainConfig", "train", "train_step", "setup", "save_state", "load_state", "lr_factor", "segmentation_loss"]
+
+RESUME_FILE = "resume.pt"
+# Settings that may change between a run and its resumption without changing its numbers.
+RESUMABLE_CHANGES = frozenset({"workers", "checkpoint_every"})
 
 
-CLASS_WEIGHTINGS = ("none", "median_frequency")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    iterations: int = 1000
-    batch_size: int = 8
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_power: float = 0.9
-    warmup_iters: int = 0
-    crop_size: int = 128
-    scale_min: float = 0.5
-    scale_max: float = 2.0
-    seed: int = 0
-    workers: int = 0
-    log_every: int = 10
-    # Clip the global gradient norm to this (0: off). From-scratch GCN, whose score maps are
-    # sums of unnormalised large-kernel convolutions, diverges without it on the embedded data.
-    grad_clip_norm: float = 0.0
-    # "median_frequency": weight class c's loss by median(f) / f_c, f the classes' pixel
-    # frequencies in the training split (Eigen & Fergus 2015), as SegNet (arXiv:1511.00561,
-    # Section 4) and U-Net's weight map w_c (arXiv:1505.04597, Eq. 2) do; "none" otherwise.
-    class_weighting: str = "none"
-    memory_format: str = "channels_last"
-
-    def __post_init__(self) -> None:
-        for field in ("iterations", "batch_size", "crop_size", "log_every"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
-        if not 0 <= self.warmup_iters < self.iterations:
-            raise ValueError(f"warmup_iters must be in [0, iterations), got {self.warmup_iters}")
-        if self.class_weighting not in CLASS_WEIGHTINGS:
-            raise ValueError(f"class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}, got {self.class_weighting!r}")
-        if self.grad_clip_norm < 0:
-            raise ValueError(f"grad_clip_norm must be >= 0 (0: off), got {self.grad_clip_norm}")
-        if self.memory_format not in MEMORY_FORMATS:
-            raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {self.memory_format!r}")
-        if not 0 < self.scale_min <= self.scale_max:
-            raise ValueError(f"need 0 < scale_min <= scale_max, got {self.scale_min}, {self.scale_max}")
-
-
-def _batches(dataset: VOCSegmentation, config: TrainConfig):
-    """Endless batches, reshuffled each epoch from the seed."""
-    for epoch in itertools.count():
-        dataset.epoch = epoch
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=config.batch_size,
-            shuffle=True,
-            drop_last=len(dataset) >= config.batch_size,
-            num_workers=config.workers,
-            generator=generator,
-        )
-        yield from loader
+# --- schedule, data order, loss -------------------------------------------------------------
 
 
 def lr_factor(iteration: int, config: TrainConfig) -> float:
-    """Poly decay, after an optional linear warm-up (mmsegmentation's "linear" warm-up).
+    """The policy's factor of the base learning rate at ``iteration`` (0-based).
 
-    Warm-up lets plain (BN-free) networks such as FCN and DeepLab-VGG trained from
-    scratch take a learning rate that would otherwise diverge in the first steps.
+    Poly: (1 - it/max)^power (DeepLab v2, Section 4.1). Step: gamma^(it // step) (Caffe's
+    "step", DeepLab v1). Fixed: 1 (FCN, Section 4.3). A linear warm-up (mmsegmentation's
+    "linear") lets plain (BN-free) networks trained from scratch take a rate that would
+    otherwise diverge in the first steps.
     """
-    poly = (1 - iteration / config.iterations) ** config.lr_power
+    if config.lr_policy == "poly":
+        factor = (1 - iteration / config.iterations) ** config.lr_power
+    elif config.lr_policy == "step":
+        factor = config.lr_gamma ** (iteration // config.lr_step_size)
+    else:
+        factor = 1.0
     if iteration < config.warmup_iters:
-        return poly * (iteration + 1) / (config.warmup_iters + 1)
-    return poly
+        return factor * (iteration + 1) / (config.warmup_iters + 1)
+    return factor
+
+
+def epoch_batches(size: int, config: TrainConfig, epoch: int) -> list[list[int]]:
+    """The global batches of one epoch: a permutation seeded by (seed, epoch), cut into batches.
+
+    A function of its arguments alone, so that a resumed run, or one split over several
+    processes, sees the same images in the same order.
+    """
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+    order = torch.randperm(size, generator=generator).tolist()
+    batch = config.batch_size
+    # Keep a short last batch only when the split is smaller than one batch.
+    stop = len(order) - len(order) % batch if len(order) >= batch else len(order)
+    return [order[i : i + batch] for i in range(0, stop, batch)]
 
 
 def median_frequency_weights(counts: np.ndarray) -> torch.Tensor:
@@ -112,21 +107,403 @@ def median_frequency_weights(counts: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(weights)
 
 
+def _aux_weight(model: nn.Module, output: torch.Tensor | dict[str, torch.Tensor]) -> float:
+    if isinstance(output, dict) and "aux" in output:
+        if not hasattr(model, "aux_weight"):
+            raise TypeError(f"{type(model).__name__} returns an auxiliary output but declares no aux_weight")
+        return float(model.aux_weight)
+    return 0.0
+
+
+def loss_terms(
+    output: torch.Tensor | dict[str, torch.Tensor],
+    target: torch.Tensor,
+    aux_weight: float,
+    class_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The summed (class-weighted) cross-entropy of the main and auxiliary outputs, and the
+    sum of the weights of the scored pixels, its normaliser.
+
+    Kept apart so that a multi-process run can normalise by the whole batch's pixel count
+    (summed over processes): the mean of the processes' means would differ from one
+    process's mean over the same batch wherever their crops hold different numbers of void
+    pixels.
+    """
+
+    def summed(logits: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), target, weight=class_weights, ignore_index=VOID, reduction="sum")
+
+    if isinstance(output, dict):
+        total = summed(output["out"])
+        if "aux" in output:
+            total = total + aux_weight * summed(output["aux"])
+    else:
+        total = summed(output)
+    scored = target != VOID
+    if class_weights is None:
+        normaliser = scored.sum().to(total.dtype)
+    else:
+        normaliser = class_weights[target[scored]].sum().to(total.dtype)
+    return total, normaliser
+
+
 def segmentation_loss(
     output: torch.Tensor | dict[str, torch.Tensor],
     target: torch.Tensor,
     aux_weight: float,
     class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    def cross_entropy(logits: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, target, weight=class_weights, ignore_index=VOID)
+    """Mean cross-entropy over the scored pixels (``F.cross_entropy``'s mean), plus the
+    auxiliary output's at ``aux_weight``; 0 for a batch that is all void."""
+    total, normaliser = loss_terms(output, target, aux_weight, class_weights)
+    return total / normaliser.clamp_min(1e-12)
 
-    if isinstance(output, dict):
-        loss = cross_entropy(output["out"])
-        if "aux" in output:
-            loss = loss + aux_weight * cross_entropy(output["aux"])
-        return loss
-    return cross_entropy(output)
+
+# --- setup ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a ``torchrun`` launch (world size 1 without one)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls) -> "Distributed":
+        """torchrun's RANK / LOCAL_RANK / WORLD_SIZE."""
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        return cls(int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world_size)
+
+
+@dataclass
+class Run:
+    """What the loop needs, built by ``setup``."""
+
+    model: nn.Module  # the network itself (not its DDP wrapper)
+    step_model: nn.Module  # what the step calls: the DDP wrapper in a multi-process run
+    dataset: VOCSegmentation
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    class_weights: torch.Tensor | None
+    device: torch.device
+    dist: Distributed
+    layout: str
+    # Mutable progress: everything save_state writes besides the modules above.
+    iteration: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    window: list[float] = field(default_factory=lambda: [0.0, 0])  # loss sum and steps since the last row
+    elapsed: float = 0.0
+    last_lr: float = 0.0  # the base group's rate of the last step (the scheduler has moved on since)
+
+
+def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """The backbone's parameters at the base rate, the new layers' at ``head_lr_mult`` x it.
+
+    A model names its ImageNet-initialised modules in ``pretrained_modules`` (fnmatch
+    patterns): DeepLab's prototxts give fc8 lr_mult 10, PSPNet (Section 4.1) its new layers 10x.
+    """
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if config.head_lr_mult == 1.0:
+        return [{"params": [p for _, p in trainable], "lr": config.lr}]
+    patterns = getattr(model, "pretrained_modules", None)
+    if not patterns:
+        raise InputError(
+            f"head_lr_mult {config.head_lr_mult}: {type(model).__name__} has no pretrained backbone to set apart"
+        )
+
+    def pretrained(name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, f"{pattern}.*") for pattern in patterns)
+
+    backbone = [p for name, p in trainable if pretrained(name)]
+    head = [p for name, p in trainable if not pretrained(name)]
+    return [
+        {"params": backbone, "lr": config.lr},
+        {"params": head, "lr": config.lr * config.head_lr_mult},
+    ]
+
+
+def initialise_from(model: nn.Module, path: str | Path) -> int:
+    """Copy the weights of a trained run's checkpoint whose names and shapes match (staged
+    training: FCN-16s from FCN-32s, the context module from the front end); returns how many."""
+    state = read_checkpoint(path)["state_dict"]
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matching:
+        raise InputError(f"{path}: no weight of this checkpoint fits {type(model).__name__}")
+    model.load_state_dict(matching, strict=False)
+    return len(matching)
+
+
+def setup(
+    *,
+    data_root: str | Path,
+    split: str,
+    model_name: str,
+    config: TrainConfig,
+    num_classes: int,
+    width: float,
+    options: dict[str, Any],
+    pretrained_backbone: bool | str,
+    device: str,
+    init_from: str | Path | None,
+) -> Run:
+    """Data, model, optimizer and schedule; the process group first when under torchrun."""
+    ddp = Distributed.from_environment()
+    if config.batch_size % ddp.world_size:
+        raise InputError(f"batch_size {config.batch_size} is not divisible by the {ddp.world_size} processes")
+    dev = resolve_device(device)
+    if ddp.enabled:
+        if dev.type == "cuda":
+            dev = torch.device("cuda", ddp.local_rank)
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    configure_cuda(dev)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    random.seed(config.seed)
+    dataset = VOCSegmentation(
+        data_root, split, num_classes=num_classes,
+        transform=TrainTransform(config.crop_size, config.scale_min, config.scale_max), seed=config.seed,
+    )
+    model = build_model(
+        model_name, num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone, **options
+    )
+    if init_from:
+        count = initialise_from(model, init_from)
+        if ddp.is_main:
+            print(f"{model_name}: {count} tensors initialised from {init_from}", file=sys.stderr)
+    model = model.to(dev)
+    layout, reason = training_memory_format(model, config.memory_format, dev)
+    if reason and ddp.is_main:
+        print(f"{model_name}: {reason}", file=sys.stderr)
+    model = model.to(memory_format=memory_format(layout)).train()
+    step_model = _wrap_distributed(model, config, ddp, dev)
+    class_weights = None
+    if config.class_weighting == "median_frequency":
+        class_weights = median_frequency_weights(class_pixel_counts(data_root, split, num_classes)).to(dev)
+    optimizer = torch.optim.SGD(
+        parameter_groups(model, config), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, config))
+    return Run(
+        model=model, step_model=step_model, dataset=dataset, optimizer=optimizer, scheduler=scheduler,
+        scaler=grad_scaler(dev, config.amp), class_weights=class_weights, device=dev, dist=ddp, layout=layout,
+    )
+
+
+def _wrap_distributed(model: nn.Module, config: TrainConfig, ddp: Distributed, device: torch.device) -> nn.Module:
+    """DistributedDataParallel, with SyncBN where the papers had it (PSPNet Section 4.1,
+    DeepLab v3 Section 4.1: BN statistics over the whole batch of 16, not 2-4 per GPU)."""
+    if not ddp.enabled:
+        return model
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if config.sync_bn and has_bn:
+        if device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif ddp.is_main:
+            # torch's SyncBatchNorm runs on GPUs only: a CPU (gloo) run keeps per-process statistics.
+            print("sync_bn: SyncBatchNorm needs CUDA; batch norm keeps per-process statistics on the CPU", file=sys.stderr)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+# --- one step ---------------------------------------------------------------------------------
+
+
+def train_step(run: Run, config: TrainConfig, x: torch.Tensor, y: torch.Tensor) -> float:
+    """One SGD step on this process's share of a global batch; returns the batch's loss
+    (the same on every process)."""
+    x = x.to(run.device, non_blocking=True).contiguous(memory_format=memory_format(run.layout))
+    y = y.to(run.device, non_blocking=True)
+    with autocast(run.device, config.amp):
+        output = run.step_model(x)
+    total, normaliser = loss_terms(output, y, _aux_weight(run.model, output), run.class_weights)
+    if run.dist.enabled:
+        # Normalise by the whole batch's scored pixels; DDP averages the gradients over the
+        # processes, so scale by their number to get the gradient of one process's mean.
+        normaliser = normaliser.detach().clone()
+        dist.all_reduce(normaliser)
+    loss = total / normaliser.clamp_min(1e-12)
+    batch_loss = loss.detach().clone()
+    if run.dist.enabled:
+        dist.all_reduce(batch_loss)
+    value = batch_loss.item()
+    if not np.isfinite(value):
+        raise FloatingPointError(f"loss became {value} at iteration {run.iteration + 1}; lower the learning rate")
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss * run.dist.world_size).backward()
+    if config.grad_clip_norm:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip_norm)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    run.iteration += 1
+    return value
+
+
+# --- checkpoint and resume --------------------------------------------------------------------
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def _fingerprint(config: TrainConfig, **run: Any) -> dict[str, Any]:
+    """What a resumed run must share with the one that wrote the checkpoint."""
+    settings = {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}
+    return {**settings, **run}
+
+
+def save_state(run: Run, path: Path, fingerprint: dict[str, Any]) -> None:
+    """Everything the run needs to go on bit for bit, written atomically (rank 0 writes;
+    every process's RNG states are gathered first, so a collective call)."""
+    rng = _rng_state()
+    if run.dist.enabled:
+        gathered: list[Any] = [None] * run.dist.world_size
+        dist.all_gather_object(gathered, rng)
+    else:
+        gathered = [rng]
+    if run.dist.is_main:
+        payload = {
+            "fingerprint": fingerprint,
+            "iteration": run.iteration,
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict(),
+            "rng": gathered,
+            "rows": run.rows,
+            "window": run.window,
+            "elapsed": run.elapsed,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    if run.dist.enabled:
+        dist.barrier()
+
+
+def load_state(run: Run, path: Path, fingerprint: dict[str, Any]) -> None:
+    """Continue from ``path``, which must come from the same run (same settings and model)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises several types for a corrupt file
+        raise InputError(f"{path}: not a readable resume checkpoint ({exc}); delete it to start over") from exc
+    saved = payload["fingerprint"]
+    changed = sorted(k for k in saved.keys() | fingerprint.keys() if saved.get(k) != fingerprint.get(k))
+    if changed:
+        key = changed[0]
+        raise InputError(
+            f"{path}: written by a run with other settings ({key}: {saved.get(key)!r}, now {fingerprint.get(key)!r}); "
+            "delete it to start this run over"
+        )
+    run.model.load_state_dict(payload["model"])
+    run.optimizer.load_state_dict(payload["optimizer"])
+    run.scheduler.load_state_dict(payload["scheduler"])
+    run.scaler.load_state_dict(payload["scaler"])
+    rng = payload["rng"]
+    _set_rng_state(rng[run.dist.rank] if len(rng) == run.dist.world_size else rng[0])
+    run.iteration = payload["iteration"]
+    run.rows = payload["rows"]
+    run.window = payload["window"]
+    run.elapsed = payload["elapsed"]
+
+
+class Preempted(Exception):
+    """SIGTERM or SIGUSR1 arrived; the run was checkpointed and stopped. Rerun to resume."""
+
+    def __init__(self, signum: int, iteration: int, path: Path) -> None:
+        self.signum = signum
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name} after iteration {iteration}; "
+            f"state saved to {path}: run the same command again to resume"
+        )
+
+
+class _StopRequest:
+    """Records SIGTERM (SLURM at the time limit or on preemption) and SIGUSR1 (sbatch
+    --signal) so that the loop can save and stop between two steps."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopRequest":
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def agreed(self, ddp: Distributed, device: torch.device) -> int:
+        """The signal, once every process knows of it (they must stop at the same step)."""
+        if not ddp.enabled:
+            return self.signum
+        flag = torch.tensor([self.signum], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item())
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+
+def _batches(run: Run, config: TrainConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """This process's share of the global batches, from the run's current iteration on."""
+    per_epoch = len(epoch_batches(len(run.dataset), config, 0))
+    epoch, offset = divmod(run.iteration, per_epoch)
+    while True:
+        run.dataset.epoch = epoch
+        batches = [b[run.dist.rank :: run.dist.world_size] for b in epoch_batches(len(run.dataset), config, epoch)]
+        # An own generator: the loader's base seed must not consume the global RNG that
+        # dropout draws from, or a resumed run would draw other masks.
+        loader = torch.utils.data.DataLoader(
+            run.dataset, batch_sampler=batches[offset:], num_workers=config.workers,
+            generator=torch.Generator().manual_seed(epoch), pin_memory=run.device.type == "cuda",
+        )
+        yield from loader
+        epoch, offset = epoch + 1, 0
+
+
+def _log_row(run: Run, config: TrainConfig) -> dict[str, Any]:
+    loss_sum, steps = run.window
+    return {
+        "iteration": run.iteration,
+        "loss": loss_sum / steps,
+        "lr": run.last_lr,
+        "elapsed_s": run.elapsed,
+        "images_per_s": run.iteration * config.batch_size / max(run.elapsed, 1e-9),
+    }
 
 
 def train(
@@ -140,93 +517,97 @@ def train(
     width: float = 1.0,
     options: dict[str, Any] | None = None,
     pretrained_backbone: bool | str = False,
+    init_from: str | Path | None = None,
     device: str = "auto",
     config_hash: str = "",
     run_name: str | None = None,
 ) -> Path:
-    """Train ``model_name``; writes ``checkpoint.pt`` and ``train_log.parquet`` to ``out_dir``."""
+    """Train ``model_name``; writes ``checkpoint.pt`` and ``train_log.parquet`` to ``out_dir``.
+
+    Resumes from ``out_dir/resume.pt`` when an earlier attempt left one; raises ``Preempted``
+    after saving one on SIGTERM/SIGUSR1.
+    """
     options = dict(options or {})
     out_dir = Path(out_dir)
-    dev = resolve_device(device)
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed)
-    dataset = VOCSegmentation(
-        data_root,
-        split,
-        num_classes=num_classes,
-        transform=TrainTransform(config.crop_size, config.scale_min, config.scale_max),
-        seed=config.seed,
+    run = setup(
+        data_root=data_root, split=split, model_name=model_name, config=config, num_classes=num_classes,
+        width=width, options=options, pretrained_backbone=pretrained_backbone, device=device, init_from=init_from,
     )
-    model = build_model(
-        model_name, num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone, **options
-    ).to(dev)
-    layout, reason = training_memory_format(model, config.memory_format, dev)
-    if reason:
-        print(f"{model_name}: {reason}", file=sys.stderr)
-    model = model.to(memory_format=memory_format(layout))
-    model.train()
-    aux_weight = float(getattr(model, "aux_weight", 0.4))
-    class_weights = None
-    if config.class_weighting == "median_frequency":
-        class_weights = median_frequency_weights(class_pixel_counts(data_root, split, num_classes)).to(dev)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, config))
-    rows = []
-    start = time.perf_counter()
-    window_loss, window_n = 0.0, 0
-    progress = tqdm(total=config.iterations, desc=f"train {model_name}", unit="it")
-    for iteration, (x, y) in enumerate(_batches(dataset, config), start=1):
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        loss = segmentation_loss(model(x), y, aux_weight, class_weights)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"{model_name}: loss became {loss.item()} at iteration {iteration}; lower the learning rate"
+    try:
+        _loop(run, config, out_dir, model_name, _fingerprint(
+            config, model=model_name, num_classes=num_classes, width=width, options=options, split=split,
+            pretrained_backbone=pretrained_backbone, init_from=str(init_from or ""),
+        ))
+        if run.dist.is_main:
+            _write_outputs(
+                run, config, out_dir, model_name=model_name, run_name=run_name or model_name, data_root=data_root,
+                split=split, num_classes=num_classes, width=width, options=options,
+                pretrained_backbone=pretrained_backbone, config_hash=config_hash,
             )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip_norm:
-            torch.nn.utils.clip_grad_norm_(params, config.grad_clip_norm)
-        optimizer.step()
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        window_loss += loss.item()
-        window_n += 1
-        progress.update()
-        if iteration % config.log_every == 0 or iteration == config.iterations:
-            elapsed = time.perf_counter() - start
-            rows.append(
-                {
-                    "iteration": iteration,
-                    "loss": window_loss / window_n,
-                    "lr": lr,
-                    "elapsed_s": elapsed,
-                    "images_per_s": iteration * config.batch_size / elapsed,
-                }
-            )
-            progress.set_postfix(loss=f"{window_loss / window_n:.3f}", lr=f"{lr:.2g}")
-            window_loss, window_n = 0.0, 0
-        if iteration == config.iterations:
-            break
+            (out_dir / RESUME_FILE).unlink(missing_ok=True)
+    finally:
+        if run.dist.enabled:
+            dist.destroy_process_group()
+    return out_dir / "checkpoint.pt"
+
+
+def _loop(run: Run, config: TrainConfig, out_dir: Path, model_name: str, fingerprint: dict[str, Any]) -> None:
+    resume = out_dir / RESUME_FILE
+    if resume.is_file():
+        load_state(run, resume, fingerprint)
+        if run.dist.is_main:
+            print(f"{model_name}: resuming from {resume} at iteration {run.iteration}", file=sys.stderr)
+    progress = tqdm(
+        total=config.iterations, initial=run.iteration, desc=f"train {model_name}", unit="it",
+        disable=not run.dist.is_main,
+    )
+    with _StopRequest() as stop:
+        started = time.perf_counter() - run.elapsed
+        batches = _batches(run, config)
+        while run.iteration < config.iterations:
+            x, y = next(batches)
+            run.last_lr = run.optimizer.param_groups[0]["lr"]
+            loss = train_step(run, config, x, y)
+            run.elapsed = time.perf_counter() - started
+            run.window = [run.window[0] + loss, run.window[1] + 1]
+            progress.update()
+            if run.iteration % config.log_every == 0 or run.iteration == config.iterations:
+                run.rows.append(_log_row(run, config))
+                progress.set_postfix(loss=f"{run.rows[-1]['loss']:.3f}", lr=f"{run.last_lr:.2g}")
+                run.window = [0.0, 0]
+            signum = stop.agreed(run.dist, run.device)
+            periodic = config.checkpoint_every and run.iteration % config.checkpoint_every == 0
+            if (signum or periodic) and run.iteration < config.iterations:
+                save_state(run, resume, fingerprint)
+            if signum and run.iteration < config.iterations:
+                progress.close()
+                raise Preempted(signum, run.iteration, resume)
     progress.close()
+
+
+def _write_outputs(
+    run: Run, config: TrainConfig, out_dir: Path, *, model_name: str, run_name: str, data_root: str | Path,
+    split: str, num_classes: int, width: float, options: dict[str, Any], pretrained_backbone: bool | str,
+    config_hash: str,
+) -> None:
     meta = {
         "train": asdict(config),
         "data_root": str(data_root),
         "split": split,
-        "run": run_name or model_name,
+        "run": run_name,
         "pretrained_backbone": pretrained_backbone,
-        "train_seconds": time.perf_counter() - start,
-        "memory_format": layout,
-        **provenance(device=str(dev), seed=config.seed, config_hash=config_hash),
+        "train_seconds": run.elapsed,
+        "memory_format": run.layout,
+        "world_size": run.dist.world_size,
+        **provenance(device=str(run.device), seed=config.seed, config_hash=config_hash),
     }
-    log = pd.DataFrame(rows)
-    log.insert(0, "model", run_name or model_name)
+    log = pd.DataFrame(run.rows)
+    log.insert(0, "model", run_name)
     log.insert(1, "arch", model_name)
     for key in PROVENANCE_COLUMNS:
         log[key] = meta[key]
     write_parquet(log, out_dir / "train_log.parquet")
-    checkpoint = out_dir / "checkpoint.pt"
     save_checkpoint(
-        checkpoint, model, name=model_name, num_classes=num_classes, width=width, options=options, meta=meta
+        out_dir / "checkpoint.pt", run.model, name=model_name, num_classes=num_classes, width=width,
+        options=options, meta=meta,
     )
-    return checkpoint

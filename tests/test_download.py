@@ -1,8 +1,19 @@
-"""VOC 2012 + SBD preparation, on small archives generated here (tests never download)."""
+"""VOC 2012 + SBD preparation and downloads, on small archives generated here.
+
+Tests never touch the internet: downloads come from HTTP servers on 127.0.0.1
+that misbehave on purpose (drop the connection, ignore Range, serve bad bytes).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import http.server
+import socket
 import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +22,7 @@ import scipy.io
 from PIL import Image
 
 import segbench.data.download as download
+from segbench.cli import build_parser, main
 from segbench.data.voc import read_ids, read_sample, voc_palette
 from segbench.errors import InputError
 
@@ -57,10 +69,113 @@ def _make_archives(tmp: Path) -> tuple[Path, Path]:
 @pytest.fixture
 def archives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     voc_tar, sbd_tgz = _make_archives(tmp_path)
-    # The real URLs and MD5s are replaced by the fixtures' (file:// URLs, their own MD5s).
-    monkeypatch.setattr(download, "VOC2012", download.Archive(voc_tar.as_uri(), download.md5sum(voc_tar)))
-    monkeypatch.setattr(download, "SBD", download.Archive(sbd_tgz.as_uri(), download.md5sum(sbd_tgz)))
+    # The fixtures' MD5s, and URLs on this machine (port 9, discard) so that a test that
+    # downloads by mistake fails at once instead of fetching gigabytes from the internet.
+    monkeypatch.setattr(download, "VOC2012", download.Archive(f"http://127.0.0.1:9/{voc_tar.name}", download.md5sum(voc_tar)))
+    monkeypatch.setattr(download, "SBD", download.Archive(f"http://127.0.0.1:9/{sbd_tgz.name}", download.md5sum(sbd_tgz)))
     return voc_tar.parent
+
+
+# --- local HTTP servers ---------------------------------------------------------
+
+PAYLOAD = bytes(range(256)) * 64  # 16 KiB, several blocks of any sensible size
+PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
+NAME = "data.tar"
+FAST = {"retries": 2, "backoff": 0.01}  # tests wait milliseconds, not seconds
+
+
+@dataclass
+class Server:
+    """What a test server serves and how it misbehaves; ``requests`` logs each Range header (None: none)."""
+
+    body: bytes = PAYLOAD
+    drop_first: int = 0  # this many requests send half the bytes promised, then close
+    stall_first: int = 0  # this many requests send half the bytes promised, then go quiet
+    ignore_range: bool = False  # always 200 with the whole body
+    status: int | None = None  # answer every request with this error status
+    requests: list[str | None] = field(default_factory=list)
+    base: str = ""
+
+    def url(self, name: str = NAME) -> str:
+        return f"{self.base}/{name}"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive like real servers, so retries go through requests' connection pool
+    server: http.server.ThreadingHTTPServer
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        spec: Server = self.server.spec  # type: ignore[attr-defined]
+        spec.requests.append(self.headers.get("Range"))
+        if spec.status is not None:
+            self.send_response(spec.status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body, start = spec.body, 0
+        ranged = self.headers.get("Range")
+        if ranged and not spec.ignore_range:
+            start = int(ranged.removeprefix("bytes=").split("-")[0])
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        chunk = body[start:]
+        self.send_header("Content-Length", str(len(chunk)))
+        self.end_headers()
+        if len(spec.requests) <= spec.drop_first + spec.stall_first:
+            self.wfile.write(chunk[: len(chunk) // 2])
+            self.wfile.flush()
+            if len(spec.requests) > spec.drop_first:
+                time.sleep(2.0)  # well past the client's read timeout
+            self.close_connection = True
+            return
+        self.wfile.write(chunk)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """``serve(**Server fields)``: a running server on 127.0.0.1 (port 0), stopped after the test."""
+    # A proxy from the environment must not see requests to 127.0.0.1.
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
+    servers = []
+
+    def start(**spec_fields: object) -> Server:
+        spec = Server(**spec_fields)  # type: ignore[arg-type]
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        httpd.daemon_threads = True
+        httpd.spec = spec  # type: ignore[attr-defined]
+        spec.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        servers.append(httpd)
+        return spec
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _archive(url: str, md5: str = PAYLOAD_MD5) -> download.Archive:
+    return download.Archive(url, md5)
+
+
+def _refused_url() -> str:
+    """A URL on a port nobody listens on (connection refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{NAME}"
 
 
 def test_real_archive_constants() -> None:
@@ -83,18 +198,133 @@ def test_prepare_builds_train_aug(archives: Path, tmp_path: Path) -> None:
         download.prepare_voc(tmp_path / "strict", archives=archives, download=False)
 
 
-def test_download_fetches_and_verifies(archives: Path, tmp_path: Path) -> None:
-    fresh = tmp_path / "downloads"
-    path = download.fetch(download.SBD, fresh)
-    assert path.read_bytes() == (archives / download.SBD.filename).read_bytes()
+def test_download_fetches_and_verifies(serve, tmp_path: Path) -> None:
+    server = serve()
+    path = download.fetch(_archive(server.url()), tmp_path / "dl", **FAST)
+    assert path == tmp_path / "dl" / NAME and path.read_bytes() == PAYLOAD
+    assert server.requests == [None]
+    assert sorted(p.name for p in path.parent.iterdir()) == [NAME]  # no .part left behind
 
 
-def test_md5_mismatch_is_a_clear_error(archives: Path, tmp_path: Path) -> None:
-    corrupt = tmp_path / "corrupt"
-    corrupt.mkdir()
-    (corrupt / download.VOC2012.filename).write_bytes(b"truncated")
-    with pytest.raises(InputError, match=r"VOCtrainval_11-May-2012\.tar: MD5 .* does not match"):
-        download.fetch(download.VOC2012, corrupt, download=False)
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1 KiB reads: a drop after half of PAYLOAD then falls between blocks, and the resume offsets are exact."""
+    monkeypatch.setattr(download, "_BLOCK", 1024)
+
+
+def test_dropped_connection_resumes_with_range(serve, tmp_path: Path, small_blocks: None) -> None:
+    server = serve(drop_first=2)
+    path = download.fetch(_archive(server.url()), tmp_path, **FAST)
+    assert path.read_bytes() == PAYLOAD and download.md5sum(path) == PAYLOAD_MD5
+    # Each retry asks only for what is missing: half, then half of the rest.
+    assert server.requests == [None, f"bytes={len(PAYLOAD) // 2}-", f"bytes={len(PAYLOAD) * 3 // 4}-"]
+
+
+def test_stalled_connection_times_out_and_resumes(
+    serve, tmp_path: Path, small_blocks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(download, "TIMEOUT", (2.0, 0.3))  # long enough for a loaded test machine
+    server = serve(stall_first=1)
+    path = download.fetch(_archive(server.url()), tmp_path, **FAST)
+    assert path.read_bytes() == PAYLOAD and server.requests == [None, f"bytes={len(PAYLOAD) // 2}-"]
+
+
+def test_partial_file_of_an_earlier_run_is_resumed(serve, tmp_path: Path) -> None:
+    server = serve()
+    (tmp_path / f"{NAME}.part").write_bytes(PAYLOAD[:1000])
+    path = download.fetch(_archive(server.url()), tmp_path, **FAST)
+    assert path.read_bytes() == PAYLOAD and server.requests == ["bytes=1000-"]
+
+
+def test_complete_partial_file_is_finished_without_download(serve, tmp_path: Path) -> None:
+    server = serve()
+    (tmp_path / f"{NAME}.part").write_bytes(PAYLOAD)
+    path = download.fetch(_archive(server.url()), tmp_path, **FAST)
+    assert path.read_bytes() == PAYLOAD and server.requests == [f"bytes={len(PAYLOAD)}-"]  # answered 416
+
+
+def test_stale_corrupt_partial_file_is_downloaded_again(serve, tmp_path: Path) -> None:
+    server = serve()
+    (tmp_path / f"{NAME}.part").write_bytes(b"x" * 1000)  # e.g. left by a mirror that served junk
+    path = download.fetch(_archive(server.url()), tmp_path, **FAST)
+    assert path.read_bytes() == PAYLOAD and server.requests == ["bytes=1000-", None]
+
+
+def test_server_ignoring_range_still_gives_the_right_file(serve, tmp_path: Path, small_blocks: None) -> None:
+    server = serve(drop_first=1, ignore_range=True)
+    path = download.fetch(_archive(server.url()), tmp_path, **FAST)
+    assert path.read_bytes() == PAYLOAD
+    assert server.requests == [None, f"bytes={len(PAYLOAD) // 2}-"]  # asked for the rest, got (and kept only) the whole
+
+
+def test_corrupt_mirror_is_passed_over_for_the_next(serve, tmp_path: Path) -> None:
+    bad, good = serve(body=b"junk" * 100), serve()
+    path = download.fetch(_archive(good.url()), tmp_path, mirrors=[bad.base], **FAST)
+    assert path.read_bytes() == PAYLOAD
+    assert bad.requests == [None] and good.requests == [None]  # the corrupt bytes were not resumed
+
+
+def test_only_a_corrupt_mirror_is_a_clear_error_and_leaves_nothing(serve, tmp_path: Path) -> None:
+    bad = serve(body=b"junk" * 100)
+    with pytest.raises(InputError) as info:
+        download.fetch(_archive(bad.url()), tmp_path, **FAST)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"could not download {NAME} from any of 1 mirror(s)")
+    assert f"{bad.url()}: served a file whose MD5 is not {PAYLOAD_MD5}" in message
+    assert message.endswith(f"place the file at {tmp_path / NAME} and run again")
+    assert list(tmp_path.iterdir()) == []  # neither the archive nor a .part
+
+
+def test_retries_exhausted_names_each_url(serve, tmp_path: Path) -> None:
+    down = serve(status=503)
+    refused = _refused_url()
+    with pytest.raises(InputError) as info:
+        download.fetch(_archive(refused), tmp_path, mirrors=[down.base], retries=3, backoff=0.01)
+    message = str(info.value)
+    assert "\n" not in message and "from any of 2 mirror(s)" in message
+    assert f"{down.url()}: HTTP 503 Service Unavailable (tried 4 times)" in message
+    assert f"{refused}: [Errno" in message and "Connection refused" in message
+    assert len(down.requests) == 4  # 1 try + 3 retries
+    assert not (tmp_path / NAME).exists()
+
+
+def test_missing_file_is_a_permanent_failure_without_retries(serve, tmp_path: Path) -> None:
+    server = serve(status=404)
+    with pytest.raises(InputError, match=r"HTTP 404 Not Found"):
+        download.fetch(_archive(server.url()), tmp_path, **FAST)
+    assert len(server.requests) == 1
+
+
+def test_mirrors_are_tried_before_the_official_url() -> None:
+    archive = download.Archive("http://official.example/data/VOCtrainval_11-May-2012.tar", "0" * 32)
+    urls = download.mirror_urls(archive, ["https://a.example/voc/", "https://b.example/voc", archive.url])
+    assert urls == [
+        "https://a.example/voc/VOCtrainval_11-May-2012.tar",
+        "https://b.example/voc/VOCtrainval_11-May-2012.tar",
+        archive.url,
+    ]
+    with pytest.raises(InputError, match="only http:// and https:// URLs"):
+        download.mirror_urls(archive, ["/shared/datasets/voc"])
+
+
+def test_complete_file_is_reused_without_any_request(serve, tmp_path: Path) -> None:
+    server = serve()
+    (tmp_path / NAME).write_bytes(PAYLOAD)
+    assert download.fetch(_archive(server.url()), tmp_path, **FAST) == tmp_path / NAME
+    assert server.requests == []
+
+
+def test_md5_mismatch_is_a_clear_error(serve, tmp_path: Path) -> None:
+    server = serve()
+    (tmp_path / NAME).write_bytes(b"truncated")
+    with pytest.raises(InputError) as info:
+        download.fetch(_archive(server.url()), tmp_path, **FAST)
+    assert str(info.value) == (
+        f"{tmp_path / NAME}: MD5 {hashlib.md5(b'truncated').hexdigest()} does not match the expected {PAYLOAD_MD5}; "
+        "delete it and run again"
+    )
+    assert server.requests == [] and (tmp_path / NAME).read_bytes() == b"truncated"  # the user's file is kept
 
 
 def test_missing_archive_without_download(tmp_path: Path) -> None:
@@ -102,8 +332,19 @@ def test_missing_archive_without_download(tmp_path: Path) -> None:
         download.fetch(download.VOC2012, tmp_path, download=False)
 
 
-def test_unreachable_url_says_where_to_put_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    gone = download.Archive((tmp_path / "missing.tar").as_uri(), "0" * 32)
-    with pytest.raises(InputError, match=r"could not download .* place the file at"):
-        download.fetch(gone, tmp_path / "dl")
-    assert not (tmp_path / "dl" / "missing.tar").exists()
+def test_cli_no_download_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archives = tmp_path / "archives"
+    code = main(["prepare", "voc2012", "--no-download", "--archives", str(archives), "--out", str(tmp_path / "voc")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith(f"segbench prepare: error: {archives / download.VOC2012.filename}: archive not found")
+
+
+def test_cli_mirror_and_retries_reach_prepare_voc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = {}
+    monkeypatch.setattr(download, "prepare_voc", lambda out, **kwargs: seen.update(kwargs) or Path(out))
+    argv = ["prepare", "voc2012", "--out", str(tmp_path), "--mirror", "https://a.example/voc", "--mirror", "https://b.example/"]
+    assert main([*argv, "--retries", "1"]) == 0
+    assert seen["mirrors"] == ["https://a.example/voc", "https://b.example/"] and seen["retries"] == 1
+    assert build_parser().parse_args(["prepare", "voc2012", "--out", "x"]).retries == download.DEFAULT_RETRIES

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from segbench.checkpoint import load_checkpoint
+from segbench.errors import InputError
 from segbench.models import build_model
 from segbench.train import TrainConfig, lr_factor, median_frequency_weights, segmentation_loss, train
 
@@ -28,7 +29,7 @@ def test_lr_warms_up_linearly_then_decays_polynomially() -> None:
     [("warmup_iters", 100), ("grad_clip_norm", -1.0), ("memory_format", "nhwc"), ("iterations", 0), ("class_weighting", "inverse")],
 )
 def test_bad_settings_name_the_field(field: str, value: object) -> None:
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(InputError, match=field):
         TrainConfig(**{"iterations": 100, field: value})
 
 

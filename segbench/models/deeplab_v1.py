@@ -183,6 +183,9 @@ def msc_mlp(in_channels: int, *, width: float, stride: int) -> nn.Sequential:
 class DeepLabV1(DeepLab):
     """DeepLab-LargeFOV, with the MSc multi-scale features if asked."""
 
+    # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
+    pretrained_modules: tuple[str, ...] = ("body", "fc")
+
     def __init__(self, *, num_classes: int, width: float, multiscale_features: bool) -> None:
         super().__init__()
         self.body = DeepLabVGG(width=width, avg_pool5=True)

@@ -47,6 +47,9 @@ MSC_SCALES = (1.0, 0.75, 0.5)
 class DeepLabV2(DeepLab):
     """A backbone whose last feature map feeds parallel branches with summed scores."""
 
+    # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
+    pretrained_modules: tuple[str, ...] = ("backbone",)
+
     def __init__(self, backbone: nn.Module, branches: Sequence[nn.Module], input_scales: Sequence[float]) -> None:
         super().__init__(input_scales)
         self.backbone = backbone
@@ -104,6 +107,8 @@ def _deeplab_v2_vgg16(
         atrous_fc(body.channels[-1], width=width, rate=r, num_classes=num_classes) for r in _check_rates(rates)
     ]
     model = DeepLabV2(body, branches, input_scales)
+    # Each branch's fc6/fc7 start from VGG16's decimated fc layers; only fc8 is new.
+    model.pretrained_modules = ("backbone", "aspp.*.fc6", "aspp.*.fc7")
     if pretrained_backbone:
         state = vgg16_imagenet_state(pretrained_backbone)
         load_vgg16_stages(body.stages, state)

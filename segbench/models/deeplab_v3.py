@@ -100,6 +100,9 @@ def upsample(x: torch.Tensor, size: Sequence[int], align_corners: bool) -> torch
 class DeepLabV3(nn.Module):
     """ResNet + ASPP + 1x1 classifier, upsampled to the input."""
 
+    # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
+    pretrained_modules: tuple[str, ...] = ("backbone",)
+
     def __init__(
         self,
         *,
@@ -145,6 +148,9 @@ class DeepLabV3(nn.Module):
 
 class CascadedDeepLabV3(nn.Module):
     """ResNet with block4 copied as block5..block``last_block`` in cascade, then a 1x1 classifier."""
+
+    # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
+    pretrained_modules: tuple[str, ...] = ("backbone",)
 
     def __init__(
         self,

@@ -73,6 +73,9 @@ class Decoder(nn.Module):
 class DeepLabV3Plus(nn.Module):
     """Backbone -> ASPP -> decoder -> 1x1 classifier at stride 4 -> upsampled to the input."""
 
+    # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
+    pretrained_modules: tuple[str, ...] = ("backbone",)
+
     def __init__(
         self,
         *,

@@ -140,6 +140,9 @@ class ContextModule(nn.Module):
 class DilationNet(nn.Module):
     """Front end, optionally followed by a context module, with logits at input size."""
 
+    # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
+    pretrained_modules: tuple[str, ...] = ("front_end.stages", "front_end.fc6", "front_end.fc7")
+
     def __init__(self, *, num_classes: int, width: float, context: str | None) -> None:
         super().__init__()
         if context is not None and context not in CONTEXT_MULTIPLIERS:

@@ -37,6 +37,9 @@ _POOL3_OFFSET = 9
 class FCN(nn.Module):
     """FCN with skips from pool4 (16s) and pool3 (8s)."""
 
+    # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
+    pretrained_modules: tuple[str, ...] = ("stages", "fc6", "fc7")
+
     def __init__(self, *, num_classes: int, width: float, stride: int) -> None:
         super().__init__()
         if stride not in _FINAL_OFFSET:

@@ -94,6 +94,9 @@ def _bilinear_deconv(channels: int) -> nn.ConvTranspose2d:
 class GCN(nn.Module):
     """GCN + BR on res-2..res-5 with deconvolution decoding (Fig. 2A)."""
 
+    # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
+    pretrained_modules: tuple[str, ...] = ("backbone",)
+
     def __init__(self, *, num_classes: int, width: float, depth: int, kernel_size: int) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:

@@ -83,6 +83,9 @@ def _classifier(in_channels: int, mid_channels: int, num_classes: int) -> nn.Seq
 class PSPNet(nn.Module):
     """Dilated ResNet + pyramid pooling; ``{"out", "aux"}`` logits in training mode."""
 
+    # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
+    pretrained_modules: tuple[str, ...] = ("backbone",)
+
     def __init__(self, *, num_classes: int, width: float, depth: int, bins: Sequence[int], aux_weight: float) -> None:
         super().__init__()
         if not bins or min(bins) < 1:

@@ -116,6 +116,9 @@ class RefineNetBlock(nn.Module):
 class RefineNet(nn.Module):
     """4-cascaded 1-scale RefineNet (Fig. 2c); logits at 1/4, upsampled to the input."""
 
+    # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
+    pretrained_modules: tuple[str, ...] = ("backbone",)
+
     def __init__(self, *, num_classes: int, width: float, depth: int, crp_blocks: int) -> None:
         super().__init__()
         if crp_blocks < 1:

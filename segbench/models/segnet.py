@@ -42,6 +42,9 @@ def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
 class SegNet(nn.Module):
     """Encoder stages (VGG16-BN), decoder stages deepest first, classifier."""
 
+    # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
+    pretrained_modules: tuple[str, ...] = ("encoder",)
+
     def __init__(self, *, num_classes: int, width: float) -> None:
         super().__init__()
         self.encoder = vgg16_stages(width=width, batch_norm=True)

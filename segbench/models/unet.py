@@ -71,7 +71,12 @@ def _init_he(module: nn.Module) -> None:
 class UNet(nn.Module):
     """The network of Fig. 1 (``forward_tile``) run tile by tile over any image (``forward``)."""
 
-    def __init__(self, *, num_classes: int, width: float, in_channels: int, padding: str, tile: int | None) -> None:
+    # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
+    pretrained_modules: tuple[str, ...] = ()
+
+    def __init__(
+        self, *, num_classes: int, width: float, in_channels: int, padding: str, tile: int | None, dropout: float
+    ) -> None:
         super().__init__()
         if padding not in ("valid", "same"):
             raise ValueError(f"U-Net padding must be 'valid' or 'same', got {padding!r}")
@@ -90,7 +95,7 @@ class UNet(nn.Module):
             self.down.append(_double_conv(previous, c, conv_pad))
             previous = c
         self.pool = nn.MaxPool2d(2, stride=2)
-        self.dropout = nn.Dropout(0.5)
+        self.dropout = nn.Dropout(dropout)
         self.upconvs = nn.ModuleList()
         self.up = nn.ModuleList()
         for c_low, c in zip(reversed(channels[1:]), reversed(channels[:-1])):
@@ -151,13 +156,19 @@ def _unet(
     in_channels: int = 3,
     padding: str = "valid",
     tile: int | None = 388,
+    dropout: float = 0.5,
 ) -> UNet:
     if pretrained_backbone:
         raise ValueError(
             "U-Net has no ImageNet backbone: the paper trains it from scratch (Section 3); "
             "use pretrained_backbone=False"
         )
-    return UNet(num_classes=num_classes, width=width, in_channels=in_channels, padding=padding, tile=tile)
+    # Section 3.1: "Drop-out layers at the end of the contracting path"; the rate is that of the
+    # authors' released Caffe model (dropout_ratio 0.5). 0 switches dropout off (e.g. to compare
+    # training runs across process counts, where each process draws its own dropout masks).
+    return UNet(
+        num_classes=num_classes, width=width, in_channels=in_channels, padding=padding, tile=tile, dropout=dropout
+    )
 
 
 _CITATION = "Ronneberger et al. 2015, Section 2, Fig. 1 (network), Fig. 2 (overlap-tile), Section 3 (init)"

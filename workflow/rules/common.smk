@@ -1,6 +1,7 @@
 import hashlib
 import json
 import os
+import shlex
 
 from snakemake.utils import validate
 
@@ -14,6 +15,15 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 DATASET = config["dataset"]["name"]
 RUNS = config["models"]
+for _name in RUNS:
+    _seen = [_name]
+    while RUNS[_seen[-1]]["init_from"] is not None:
+        _source = RUNS[_seen[-1]]["init_from"]
+        if _source not in RUNS:
+            raise ValueError(f"models.{_seen[-1]}.init_from: {_source!r} is not a run of this config")
+        if _source in _seen:
+            raise ValueError(f"models.{_name}.init_from: the runs start from each other ({' -> '.join(_seen + [_source])})")
+        _seen.append(_source)
 SEARCH = config["crf"]["search"]
 ENV = "../../environment.yml"
 
@@ -46,8 +56,11 @@ def train_settings(model):
 def config_hash(model):
     """Provenance: a digest of everything that determines the run's results."""
     relevant = {
-        "dataset": config["dataset"],
+        # Where the archives come from does not change them: every download is MD5-checked.
+        "dataset": {k: v for k, v in config["dataset"].items() if k not in ("archives", "mirrors")},
         "run": RUNS[model],
+        # A staged run's results depend on the run it starts from.
+        "init_from": RUNS[model]["init_from"] and config_hash(RUNS[model]["init_from"]),
         "train": train_settings(model),
         "predict": config["predict"],
         "crf": config["crf"],
@@ -56,18 +69,45 @@ def config_hash(model):
 
 
 def flags(options):
-    """Command-line flags from a mapping: {"batch_size": 8} -> "--batch-size 8"."""
-    return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in options.items())
+    """Command-line flags from a mapping: {"batch_size": 8, "sync_bn": False} -> "--batch-size 8 --no-sync-bn"."""
+
+    def flag(key, value):
+        name = key.replace("_", "-")
+        if isinstance(value, bool):
+            return f"--{name}" if value else f"--no-{name}"
+        return f"--{name} {value}"
+
+    return " ".join(flag(key, value) for key, value in options.items())
 
 
 def prepare_args(wildcards):
     dataset = config["dataset"]
     if dataset["source"] == "synthetic":
         return f"synthetic {flags(dataset['synthetic'])}"
-    return f"voc2012 --archives {dataset['archives']}"
+    mirrors = "".join(f" --mirror {shlex.quote(url)}" for url in dataset["mirrors"])
+    return f"voc2012 --archives {dataset['archives']}{mirrors}"
 
 
-def train_args(wildcards):
+def option_flags(options):
+    """--option key=JSON for each paper option."""
+    return " ".join(f"--option {key}={json.dumps(value)!r}" for key, value in options.items())
+
+
+def train_launcher(wildcards):
+    """`segbench` for one GPU; torchrun with one process per GPU for more (DDP)."""
+    gpus = RUNS[wildcards.model]["gpus"]
+    if gpus == 1:
+        return "segbench"
+    return f"torchrun --standalone --nproc-per-node {gpus} -m segbench"
+
+
+def init_checkpoint(wildcards):
+    """Staged training: the checkpoint of the run this one starts from (a DAG edge)."""
+    source = RUNS[wildcards.model]["init_from"]
+    return [] if source is None else f"results/{wildcards.dataset}/{source}/checkpoint.pt"
+
+
+def train_args(wildcards, input):
     run = RUNS[wildcards.model]
     settings = train_settings(wildcards.model)
     args = [
@@ -77,9 +117,16 @@ def train_args(wildcards):
         f"--num-classes {config['dataset']['num_classes']}",
         f"--pretrained-backbone {run['pretrained_backbone']}",
         flags(settings),
-        *(f"--option {key}={json.dumps(value)!r}" for key, value in run["options"].items()),
+        option_flags(run["options"]),
     ]
+    if input.init:
+        args.append(f"--init-from {input.init}")
     return " ".join(args)
+
+
+def predict_args(wildcards):
+    """The paper's test-time options of the run, e.g. output stride 8 after training at 16."""
+    return option_flags(RUNS[wildcards.model]["eval"]["options"])
 
 
 def crf_search_grid():

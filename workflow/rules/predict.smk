@@ -9,6 +9,7 @@ rule predict:
         data=dataset_root,
         split=config["dataset"]["val_split"],
         stride=config["predict"]["prob_stride"],
+        options=predict_args,
     threads: 1
     log:
         "results/{dataset}/{model}/logs/predict.log",
@@ -18,5 +19,5 @@ rule predict:
         ENV
     shell:
         "segbench predict --data {params.data} --split {params.split} --checkpoint {input.checkpoint}"
-        " --pred-dir {output.pred} --probs-dir {output.probs} --prob-stride {params.stride}"
+        " --pred-dir {output.pred} --probs-dir {output.probs} --prob-stride {params.stride} {params.options}"
         " --threads {threads} > {log} 2>&1"
