@@ -96,3 +96,94 @@ def test_lint_is_clean() -> None:
         capture_output=True, text=True, cwd=REPO,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the README's commands, from a copy of the repository root -----------------------------------
+
+
+def _repo_copy(tmp_path: Path) -> Path:
+    """The tree a user clones (tracked and not ignored files), without results of earlier runs."""
+    import shutil
+
+    listing = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    root = tmp_path / "segbench"
+    for name in listing:
+        if (REPO / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    return root
+
+
+def _dry_run(root: Path, *args: str) -> dict[str, list[str]]:
+    """`snakemake -n -p [args]` in ``root``: each rule's shell commands."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "SLURM_CONF": "/dev/null"}
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "-n", "-p", *args], capture_output=True, text=True, env=env, cwd=root
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    commands: dict[str, list[str]] = {}
+    rule = None
+    for line in (result.stdout + result.stderr).splitlines():
+        if line.startswith("rule ") or line.startswith("localrule "):
+            rule = line.split()[1].rstrip(":")
+        elif line.startswith("Shell command: ") and rule is not None:
+            commands.setdefault(rule, []).append(line.removeprefix("Shell command: "))
+            rule = None
+    return commands
+
+
+def _flag(command: str, name: str) -> str:
+    words = command.split()
+    return words[words.index(name) + 1]
+
+
+def _by_run(commands: list[str]) -> dict[str, str]:
+    return {_flag(c, "--run-name") if "--run-name" in c else _flag(c, "--checkpoint").split("/")[-2]: c for c in commands}
+
+
+def test_voc_config_runs_exactly_its_own_runs(tmp_path: Path) -> None:
+    """`snakemake --configfile config/voc2012.yaml` from the repository root: the VOC runs, at
+    full width, with their recipes, and nothing of the demo's config."""
+    from segbench.models import list_models
+
+    root = _repo_copy(tmp_path)
+    voc = yaml.safe_load((root / "config" / "voc2012.yaml").read_text())
+    commands = _dry_run(root, "--configfile", "config/voc2012.yaml")
+    train = _by_run(commands["train"])
+    assert set(train) == set(voc["models"]) == set(list_models())
+    assert {_flag(c, "--width") for c in train.values()} == {"1.0"}
+    for run, command in train.items():
+        recipe = {**voc["train"], **voc["models"][run].get("train", {})}
+        assert float(_flag(command, "--lr")) == recipe["lr"], run
+        assert int(_flag(command, "--iterations")) == recipe["iterations"], run
+        assert _flag(command, "--lr-policy") == recipe["lr_policy"], run
+        gpus = voc["models"][run].get("gpus", 1)
+        assert command.startswith(f"torchrun --standalone --nproc-per-node {gpus} " if gpus > 1 else "segbench train"), run
+        source = voc["models"][run].get("init_from")
+        assert ("--init-from" in command) == (source is not None), run
+        if source:
+            assert _flag(command, "--init-from") == f"results/voc2012/{source}/checkpoint.pt"
+    # A few recipes by their papers: FCN's fixed rate and staged training, DeepLab v1's step policy.
+    assert _flag(train["fcn16s"], "--init-from") == "results/voc2012/fcn32s/checkpoint.pt"
+    assert _flag(train["fcn8s"], "--lr-policy") == "fixed"
+    assert _flag(train["deeplab_v1_largefov"], "--lr-policy") == "step"
+    assert _flag(train["pspnet_resnet101"], "--head-lr-mult") == "10"
+    # Train at output stride 16, evaluate at 8 (DeepLab v3, Section 4.1).
+    predict = _by_run(commands["predict"])
+    assert "--option output_stride='16'" in train["deeplabv3_resnet101_os8"]
+    assert "--option output_stride='8'" in predict["deeplabv3_resnet101_os8"]
+    assert "--w1 3 4 5" in commands["crf_search"][0]  # the schema's grid, not the demo's
+
+
+def test_default_config_is_the_demo(tmp_path: Path) -> None:
+    root = _repo_copy(tmp_path)
+    demo = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    train = _by_run(_dry_run(root)["train"])
+    assert set(train) == set(demo["models"])
+    assert {_flag(c, "--width") for c in train.values()} == {str(run["width"]) for run in demo["models"].values()}
+    for run, command in train.items():
+        recipe = {**demo["train"], **demo["models"][run].get("train", {})}
+        assert int(_flag(command, "--iterations")) == recipe["iterations"], run
+        assert int(_flag(command, "--warmup-iters")) == recipe["warmup_iters"], run
