@@ -30,6 +30,7 @@ stages, in pipeline order:
   collect     concatenate per-model tables into one Parquet file
   report      tables and figures -> index.html, report.md, figures/
   models      list the registered architectures
+  doctor      will segbench train here? devices, versions, a few AMP steps per family (~1 min)
 
 example (the embedded dataset, one model, by hand):
   segbench prepare synthetic --out resources/embedded
@@ -276,14 +277,27 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
+    import yaml
+
     from segbench.collect import read_table
-    from segbench.models.summary import find_paper_table, format_table, model_summaries
+    from segbench.models.summary import VOC_CONFIG, find_config_file, find_paper_table, recipe_runs
 
     paper_path = args.paper if args.paper is not None else find_paper_table()
     if paper_path is None:
         print("segbench models: no config/paper_results.csv found; the paper column stays empty (see --paper)", file=sys.stderr)
     paper = None if paper_path is None else read_table(paper_path)
-    text = format_table(model_summaries(paper), markdown=args.markdown)
+    voc_path = args.voc_config if args.voc_config is not None else find_config_file(VOC_CONFIG)
+    voc_runs = None
+    if voc_path is None:
+        print("segbench models: no config/voc2012.yaml found; the VOC recipe column says ? (see --voc-config)", file=sys.stderr)
+    else:
+        try:
+            voc_runs = recipe_runs(yaml.safe_load(Path(voc_path).read_text()))
+        except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError) as exc:
+            raise InputError(f"{voc_path}: not a readable workflow config ({exc})") from exc
+    from segbench.models.summary import format_table, model_summaries
+
+    text = format_table(model_summaries(paper, voc_runs), markdown=args.markdown)
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -291,6 +305,16 @@ def cmd_models(args: argparse.Namespace) -> None:
         # The reader (e.g. `head`) has gone: stop quietly, and keep Python's
         # final flush of stdout from reporting the same error again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from segbench.doctor import doctor
+    from segbench.runtime import resolve_device
+
+    return doctor(
+        device=resolve_device(args.device), amp=args.amp, width=args.width, size=args.size, batch=args.batch,
+        steps=args.steps, families=args.families, ddp_cpu=args.ddp_cpu, out=args.out, timeout_s=args.timeout,
+    )
 
 
 # --- parser -----------------------------------------------------------------
@@ -454,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "models", cmd_models,
         "List the registered architectures: paper, logits stride, parameters at width 1.0 "
-        "(21 classes) against the paper's count, citation.",
+        "(21 classes) against the paper's count, whether config/voc2012.yaml has its recipe, citation.",
     )
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (as in docs/models.md)")
     p.add_argument(
@@ -462,6 +486,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="the papers' table (CSV or Parquet); default: config/paper_results.csv in the working "
         "directory or the source checkout",
     )
+    p.add_argument(
+        "--voc-config", type=Path,
+        help="the VOC reproduction config, for the VOC recipe column (yes: a run of the variant's name); "
+        "default: config/voc2012.yaml, found as --paper is",
+    )
+
+    p = add(
+        "doctor", cmd_doctor,
+        "Check that segbench trains on this machine, in about a minute: report the devices and the torch, CUDA, "
+        "cuDNN and NCCL versions, then train one model of each family a few steps (AMP, channels_last) and run it "
+        "in eval mode, each in a process of its own; with 2+ GPUs, a 2-process DDP step (NCCL, SyncBN). "
+        "Exit status 1 if any check failed.",
+    )
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when available; default)")
+    p.add_argument(
+        "--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
+        help="mixed precision of the checks; auto: bf16 on the CPU and on GPUs with native bf16 (compute capability 8.0+), else fp16",
+    )
+    p.add_argument("--width", type=float, default=0.125, help="channel multiplier of the models checked")
+    p.add_argument("--size", type=_size, default=(64, 64), help="input HEIGHTxWIDTH (64x64 suits every family)")
+    p.add_argument("--batch", type=int, default=2, help="images per step (2+: batch norm needs 2 values per channel)")
+    p.add_argument("--steps", type=int, default=2, help="training steps per family; the step time is the median after the first")
+    p.add_argument("--families", nargs="+", metavar="FAMILY", help="check only these families (e.g. FCN 'DeepLab v3'; see `segbench models`)")
+    p.add_argument("--ddp-cpu", action="store_true", help="also run the 2-process DDP check on the CPU (gloo backend, no SyncBN)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds after which a hung check is killed and FAILED")
+    p.add_argument("--out", type=Path, help="also write the checks as a tidy Parquet table, with provenance")
     return parser
 
 

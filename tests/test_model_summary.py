@@ -60,6 +60,19 @@ def test_markdown_table_lists_every_registered_model(markdown_rows: dict[str, di
         assert float(row["params (M)"]) > 0
 
 
+def test_every_variant_has_a_voc_recipe(markdown_rows: dict[str, dict[str, str]]) -> None:
+    """config/voc2012.yaml trains every registered variant under its own name (issue 8)."""
+    assert {name: row["VOC recipe"] for name, row in markdown_rows.items()} == {name: "yes" for name in markdown_rows}
+
+
+def test_voc_recipe_column_says_which_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "voc.yaml"
+    config.write_text("models:\n  mine: {arch: fcn8s}\n  fcn32s: {arch: fcn32s}\n")
+    assert main(["models", "--paper", str(PAPER), "--voc-config", str(config)]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "  mine  " in rows["fcn8s"] and "  yes  " in rows["fcn32s"] and "  no  " in rows["fcn16s"]
+
+
 @pytest.mark.parametrize("name", sorted(PAPER_PARAMS))
 def test_paper_params_filled_and_matched(markdown_rows: dict[str, dict[str, str]], name: str) -> None:
     figure, tolerance = PAPER_PARAMS[name]

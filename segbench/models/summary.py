@@ -20,6 +20,7 @@ import torch
 from segbench.models.registry import build_model, list_models, model_info
 
 PAPER_TABLE = Path("config") / "paper_results.csv"
+VOC_CONFIG = Path("config") / "voc2012.yaml"
 _SPLIT_ORDER = {"val": 0, "test": 1}
 
 
@@ -52,12 +53,25 @@ def paper_row(paper: pd.DataFrame, name: str, metric: str, crf: str | None = Non
     return None if rows.empty else rows.iloc[0]
 
 
-def find_paper_table() -> Path | None:
-    """config/paper_results.csv in the working directory, else in the source checkout of this package."""
+def find_config_file(relative: Path) -> Path | None:
+    """``relative`` (e.g. config/paper_results.csv) in the working directory, else in the source
+    checkout of this package."""
     for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        if (root / PAPER_TABLE).is_file():
-            return root / PAPER_TABLE
+        if (root / relative).is_file():
+            return root / relative
     return None
+
+
+def find_paper_table() -> Path | None:
+    return find_config_file(PAPER_TABLE)
+
+
+def recipe_runs(config: dict) -> dict[str, list[str]]:
+    """Architecture -> the runs of a workflow config that train it (e.g. config/voc2012.yaml)."""
+    runs: dict[str, list[str]] = {}
+    for run, settings in (config.get("models") or {}).items():
+        runs.setdefault(settings["arch"], []).append(run)
+    return runs
 
 
 def count_parameters(name: str, *, num_classes: int = 21, width: float = 1.0, **options) -> int:
@@ -78,10 +92,14 @@ class ModelSummary:
     paper_params_variant: str  # the paper's name for the model it counted
     paper_params_source: str  # table or section of the paper
     citation: str
+    voc_runs: tuple[str, ...] | None = None  # runs of config/voc2012.yaml that train it (None: not read)
 
 
-def model_summaries(paper: pd.DataFrame | None = None) -> list[ModelSummary]:
-    """One summary per registered model, by name; ``paper`` is the papers' table (or None)."""
+def model_summaries(
+    paper: pd.DataFrame | None = None, voc_runs: dict[str, list[str]] | None = None
+) -> list[ModelSummary]:
+    """One summary per registered model, by name; ``paper`` is the papers' table (or None),
+    ``voc_runs`` the VOC config's runs by architecture (or None)."""
     summaries = []
     for name in list_models():
         info = model_info(name)
@@ -97,12 +115,13 @@ def model_summaries(paper: pd.DataFrame | None = None) -> list[ModelSummary]:
                 paper_params_variant="" if row is None else str(row["variant"]),
                 paper_params_source="" if row is None else str(row["source"]),
                 citation=info.citation,
+                voc_runs=None if voc_runs is None else tuple(voc_runs.get(name, ())),
             )
         )
     return summaries
 
 
-HEADER = ("model", "family", "arXiv", "logits stride", "params (M)", "paper params (M)", "citation")
+HEADER = ("model", "family", "arXiv", "logits stride", "params (M)", "paper params (M)", "VOC recipe", "citation")
 _RIGHT_ALIGNED = {"logits stride", "params (M)"}
 
 
@@ -113,7 +132,13 @@ def _cells(s: ModelSummary, *, markdown: bool) -> tuple[str, ...]:
     paper = ""
     if s.paper_params is not None:
         paper = f"{s.paper_params:g} ({s.paper_params_variant}, {s.paper_params_source})"
-    return (s.name, s.family, arxiv, str(s.logits_stride), f"{s.params / 1e6:.2f}", paper, s.citation)
+    if s.voc_runs is None:
+        recipe = "?"
+    elif s.voc_runs == (s.name,):
+        recipe = "yes"
+    else:
+        recipe = ", ".join(s.voc_runs) or "no"
+    return (s.name, s.family, arxiv, str(s.logits_stride), f"{s.params / 1e6:.2f}", paper, recipe, s.citation)
 
 
 def format_table(summaries: list[ModelSummary], *, markdown: bool = False) -> str:
