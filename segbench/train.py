@@ -578,11 +578,23 @@ def _loop(run: Run, config: TrainConfig, out_dir: Path, model_name: str, fingerp
             signum = stop.agreed(run.dist, run.device)
             periodic = config.checkpoint_every and run.iteration % config.checkpoint_every == 0
             if (signum or periodic) and run.iteration < config.iterations:
-                save_state(run, resume, fingerprint)
+                _checkpoint(run, resume, fingerprint, progress)
             if signum and run.iteration < config.iterations:
                 progress.close()
                 raise Preempted(signum, run.iteration, resume)
     progress.close()
+
+
+def _checkpoint(run: Run, path: Path, fingerprint: dict[str, Any], progress: tqdm) -> None:
+    """save_state, and say what it cost (docs/BENCHMARKS.md collects these lines)."""
+    started = time.perf_counter()
+    save_state(run, path, fingerprint)
+    if run.dist.is_main:
+        seconds = time.perf_counter() - started
+        progress.write(
+            f"resume checkpoint at iteration {run.iteration}: {seconds:.2f} s, {path.stat().st_size / 2**20:.1f} MiB",
+            file=sys.stderr,
+        )
 
 
 def _write_outputs(
