@@ -30,33 +30,38 @@ def memory_format(name: str) -> torch.memory_format:
     return MEMORY_FORMATS[name]
 
 
-def channels_last_backward_hazard(model: nn.Module) -> str | None:
-    """The first conv whose channels_last backward corrupts the heap on CPU, or None.
+def channels_last_backward_hazard(model: nn.Module, amp: str = "off") -> str | None:
+    """Why training ``model`` in channels_last on the CPU is unsafe (naming the conv), or None.
 
-    oneDNN's backward of a strided 1x1 convolution with fewer than 16 input
-    channels, in channels_last, writes out of bounds on the CPU (torch 2.14.1:
-    "free(): invalid next size", or a segfault, from batch 8 at 48x48). At small
-    widths Xception-65's first shortcut (64 * width channels, stride 2) is one.
+    oneDNN's channels_last backward on the CPU (torch 2.14.1) writes out of bounds or
+    returns NaN gradients for:
+    - a strided 1x1 convolution with fewer than 16 input channels ("free(): invalid next
+      size", or a segfault, from batch 8 at 48x48): at small widths Xception-65's first
+      shortcut (64 * width channels, stride 2) is one;
+    - under bf16 autocast, a dilated convolution (a segfault or NaN weight gradients with
+      e.g. 17, 21, 24 or 33 channels; some counts pass, so every dilated conv is avoided):
+      the dilation network's context module, DeepLab's atrous layers.
     """
     for name, module in model.named_modules():
-        if (
-            isinstance(module, nn.Conv2d)
-            and module.kernel_size == (1, 1)
-            and module.stride != (1, 1)
-            and module.in_channels < 16
-        ):
-            return name
+        if not isinstance(module, nn.Conv2d):
+            continue
+        if module.kernel_size == (1, 1) and module.stride != (1, 1) and module.in_channels < 16:
+            return f"{name} is a strided 1x1 convolution with fewer than 16 input channels"
+        if amp == "bf16" and module.dilation != (1, 1):
+            return f"{name} is a dilated convolution under bf16"
     return None
 
 
-def training_memory_format(model: nn.Module, requested: str, device: torch.device) -> tuple[str, str | None]:
+def training_memory_format(
+    model: nn.Module, requested: str, device: torch.device, amp: str = "off"
+) -> tuple[str, str | None]:
     """The memory format to train in, and why it differs from ``requested`` (or None)."""
     if requested == "channels_last" and device.type == "cpu":
-        hazard = channels_last_backward_hazard(model)
+        hazard = channels_last_backward_hazard(model, amp)
         if hazard is not None:
             return "contiguous", (
-                f"training in contiguous memory format: {hazard} is a strided 1x1 convolution with "
-                "fewer than 16 input channels, whose channels_last backward crashes oneDNN on the CPU"
+                f"training in contiguous memory format: {hazard}, whose channels_last backward "
+                "crashes oneDNN on the CPU"
             )
     return requested, None
 

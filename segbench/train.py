@@ -284,7 +284,7 @@ def setup(
         if ddp.is_main:
             print(f"{model_name}: {count} tensors initialised from {init_from}", file=sys.stderr)
     model = model.to(dev)
-    layout, reason = training_memory_format(model, config.memory_format, dev)
+    layout, reason = training_memory_format(model, config.memory_format, dev, config.amp)
     if reason and ddp.is_main:
         print(f"{model_name}: {reason}", file=sys.stderr)
     model = model.to(memory_format=memory_format(layout)).train()

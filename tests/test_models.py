@@ -115,7 +115,7 @@ def test_channels_last_backward_gives_the_same_gradients(name: str) -> None:
 def test_channels_last_hazard_is_detected() -> None:
     """Xception-65's first shortcut at width 0.125 has 8 input channels and stride 2."""
     small = build_model("deeplabv3plus_xception65", num_classes=NUM_CLASSES, width=WIDTH)
-    assert channels_last_backward_hazard(small) is not None
+    assert "strided 1x1" in channels_last_backward_hazard(small)
     layout, reason = training_memory_format(small, "channels_last", torch.device("cpu"))
     assert layout == "contiguous" and "1x1" in reason
     full_width = build_model("deeplabv3plus_xception65", num_classes=NUM_CLASSES, width=0.25)
@@ -137,3 +137,11 @@ def test_unknown_model_and_option_are_clear_errors() -> None:
         build_model("nope")
     with pytest.raises(InputError, match="has no option"):
         build_model(list_models()[0], width=WIDTH, not_an_option=1)
+
+
+def test_dilated_convs_train_contiguous_under_bf16_on_the_cpu() -> None:
+    """oneDNN's bf16 channels_last backward of a dilated conv segfaults or gives NaN on the CPU."""
+    model = build_model("dilation_context_large", num_classes=NUM_CLASSES, width=WIDTH)
+    assert training_memory_format(model, "channels_last", torch.device("cpu"), "off")[0] == "channels_last"
+    layout, reason = training_memory_format(model, "channels_last", torch.device("cpu"), "bf16")
+    assert layout == "contiguous" and "dilated convolution under bf16" in reason

@@ -285,6 +285,9 @@ def test_workflow_runs_through_the_slurm_profile(slurm: LoopbackSlurm, tmp_path:
         mine = jobs[jobs["rule"] == rule]
         resources = {**profile["default-resources"], **profile["set-resources"].get(rule, {})}
         assert (mine["partition"] == resources["slurm_partition"]).all(), mine.to_string()
+        if rule == "train":
+            # The rule asks for the run's `gpus` (1 for these runs), not the profile.
+            resources["gres"] = "gpu:1"
         if "gres" in resources:
             assert mine["gres"].str.contains(str(resources["gres"]), regex=False).all(), mine.to_string()
         else:
