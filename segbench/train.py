@@ -276,6 +276,9 @@ def setup(
         data_root, split, num_classes=num_classes,
         transform=TrainTransform(config.crop_size, config.scale_min, config.scale_max), seed=config.seed,
     )
+    if ddp.enabled and len(dataset) < config.batch_size:
+        # A split smaller than one batch gives one short batch, which some processes would find empty.
+        raise InputError(f"split {split!r} has {len(dataset)} images, fewer than one batch of {config.batch_size}")
     model = build_model(
         model_name, num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone, **options
     )
