@@ -272,6 +272,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         metrics_path=args.metrics, bench_path=args.bench, paper_path=args.paper, out_dir=args.out_dir,
         data_root=args.data, split=args.split, runs_dir=args.runs_dir, samples=args.samples,
         crf_search_path=args.crf_search, crf_bench_path=args.crf_bench, train_log_path=args.train_log,
+        confusion_path=args.confusion,
     )
     print(f"report: {path}")
 
@@ -473,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crf-search", type=Path, help="collected crf-search tables, for the grid heatmap")
     p.add_argument("--crf-bench", type=Path, help="the CRF speed benchmark (segbench bench --crf)")
     p.add_argument("--train-log", type=Path, help="the runs' collected train_log.parquet: a training table and loss curves")
+    p.add_argument("--confusion", type=Path, help="the runs' collected per-image confusion matrices: the papers' claims, tested")
     p.add_argument("--out-dir", required=True, type=Path)
 
     p = add(

@@ -1,7 +1,11 @@
 """Evaluation of predicted label PNGs against the ground truth (VOC protocol).
 
 Writes a tidy table: one row per (crf, metric[, class]) with the run's
-provenance, so the no-CRF and CRF results of a model sit side by side.
+provenance, so the no-CRF and CRF results of a model sit side by side. mIoU and
+pixel accuracy carry a 95 % bootstrap interval over images (``ci_low``, ``ci_high``,
+with the resamples and seed: segbench.stats), and the per-image confusion matrices
+go to a second table (``confusion.parquet`` beside the metrics) from which any
+statistic can be recomputed without rerunning a model.
 """
 
 from __future__ import annotations
@@ -17,19 +21,31 @@ from segbench.errors import InputError
 from segbench.io import write_parquet
 from segbench.metrics import ConfusionMatrix, scores
 from segbench.provenance import PROVENANCE_COLUMNS, git_commit
+from segbench.stats import METRICS, bootstrap_interval, confusion_table
 
 SUMMARY_METRICS = ("mIoU", "pixel_acc", "mean_acc", "fwIoU", "classes_scored")
 
 
-def confusion_for_dir(data_root: str | Path, split: str, pred_dir: str | Path, num_classes: int) -> np.ndarray:
+def per_image_confusion(
+    data_root: str | Path, split: str, pred_dir: str | Path, num_classes: int
+) -> tuple[np.ndarray, list[str]]:
+    """``[images, C, C]`` confusion matrices of the split's predictions, and the image ids."""
     gt_dir = mask_dir(data_root)
-    cm = ConfusionMatrix(num_classes)
     pred_dir = Path(pred_dir)
-    for image_id in tqdm(read_ids(data_root, split), desc=f"evaluate {pred_dir.name}", unit="img"):
+    ids = read_ids(data_root, split)
+    matrices = np.zeros((len(ids), num_classes, num_classes), np.int64)
+    for i, image_id in enumerate(tqdm(ids, desc=f"evaluate {pred_dir.name}", unit="img")):
         target = read_label_png(gt_dir / f"{image_id}.png", num_classes)
         prediction = read_label_png(pred_dir / f"{image_id}.png", num_classes)
+        cm = ConfusionMatrix(num_classes)
         cm.update(prediction, target, name=str(pred_dir / f"{image_id}.png"))
-    return cm.matrix
+        matrices[i] = cm.matrix
+    return matrices, list(ids)
+
+
+def confusion_path(metrics_path: str | Path) -> Path:
+    """Where the per-image confusion matrices of a metrics table go: ``confusion.parquet`` beside it."""
+    return Path(metrics_path).with_name("confusion.parquet")
 
 
 def checkpoint_provenance(checkpoint: str | Path) -> dict[str, object]:
@@ -59,11 +75,17 @@ def evaluate(
     out: str | Path,
 ) -> pd.DataFrame:
     names = class_names(data_root)
-    rows = []
+    rows, confusion = [], []
+    base = {"dataset": dataset, "split": split, "model": model}
     for crf, directory in ((False, pred_dir), (True, crf_dir)):
         if directory is not None:
-            matrix = confusion_for_dir(data_root, split, directory, len(names))
-            rows += _rows(matrix, names, dataset=dataset, split=split, model=model, crf=crf)
+            matrices, ids = per_image_confusion(data_root, split, directory, len(names))
+            rows += _rows(matrices, names, **base, crf=crf)
+            table = confusion_table(matrices, ids)
+            for column, value in reversed({**base, "crf": crf}.items()):
+                table.insert(0, column, value)
+            confusion.append(table)
+    write_parquet(pd.concat(confusion, ignore_index=True), confusion_path(out))
     return _write(rows, checkpoint_provenance(checkpoint), out)
 
 
@@ -72,18 +94,31 @@ def majority_baseline(*, data_root: str | Path, train_split: str, split: str, da
     names = class_names(data_root)
     gt_dir = mask_dir(data_root)
     majority = int(np.argmax(class_pixel_counts(data_root, train_split, len(names))))
-    cm = ConfusionMatrix(len(names))
-    for image_id in read_ids(data_root, split):
+    ids = read_ids(data_root, split)
+    matrices = np.zeros((len(ids), len(names), len(names)), np.int64)
+    for i, image_id in enumerate(ids):
         target = read_label_png(gt_dir / f"{image_id}.png", len(names))
+        cm = ConfusionMatrix(len(names))
         cm.update(np.full_like(target, majority), target, name=image_id)
-    rows = _rows(cm.matrix, names, dataset=dataset, split=split, model=f"majority class ({names[majority]})", crf=False)
+        matrices[i] = cm.matrix
+    rows = _rows(matrices, names, dataset=dataset, split=split, model=f"majority class ({names[majority]})", crf=False)
     prov = {"git_commit": git_commit(), "torch_version": None, "device": None, "seed": None, "config_hash": None}
     return _write(rows, {**prov, "arch": "baseline"}, out)
 
 
-def _rows(matrix: np.ndarray, names: tuple[str, ...], **base: object) -> list[dict[str, object]]:
-    result = scores(matrix)
-    rows = [{**base, "metric": m, "class": None, "value": float(result[m])} for m in SUMMARY_METRICS]
+def _rows(matrices: np.ndarray, names: tuple[str, ...], **base: object) -> list[dict[str, object]]:
+    """Summary and per-class rows from per-image matrices; intervals where segbench.stats has the metric."""
+    result = scores(matrices.sum(axis=0))
+    rows = []
+    for metric in SUMMARY_METRICS:
+        row = {**base, "metric": metric, "class": None, "value": float(result[metric])}
+        if metric in METRICS and len(matrices) > 1:
+            interval = bootstrap_interval(matrices, metric)
+            row |= {
+                "ci_low": interval.low, "ci_high": interval.high, "ci_level": interval.level,
+                "bootstrap_resamples": interval.resamples, "bootstrap_seed": interval.seed,
+            }
+        rows.append(row)
     return rows + [{**base, "metric": "IoU", "class": names[c], "value": float(result["iou"][c])} for c in range(len(names))]
 
 

@@ -9,6 +9,7 @@ collected to Parquet), matched through each model's registry entry (its
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +35,22 @@ def _paper_value(paper: pd.DataFrame, arch: str, metric: str, crf: str | None = 
     return float(row["value"]), f"{split}arXiv:{row['arxiv']} {row['source']}"
 
 
+def _intervals(summary: pd.DataFrame, metric: str) -> dict[tuple[str, bool], str]:
+    """(model, crf) -> "[low, high]" in %, from the bootstrap columns of the metrics table."""
+    if "ci_low" not in summary.columns:
+        return {}
+    rows = summary[(summary["metric"] == metric) & summary["ci_low"].notna()]
+    return {
+        (model, bool(crf)): f"[{100 * low:.1f}, {100 * high:.1f}]"
+        for model, crf, low, high in rows[["model", "crf", "ci_low", "ci_high"]].itertuples(index=False)
+    }
+
+
 def accuracy_table(metrics: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """One row per run; mIoU with its 95 % bootstrap interval over images (segbench.stats)."""
     summary = metrics[metrics["class"].isna()]
     wide = summary.pivot_table(index=["model", "arch"], columns=["metric", "crf"], values="value")
+    intervals = _intervals(summary, "mIoU")
     rows = []
     for (model, arch), row in wide.iterrows():
         plain, plain_src = _paper_value(paper, arch, "mIoU", "no")
@@ -46,7 +60,9 @@ def accuracy_table(metrics: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
                 "model": model,
                 "arch": arch,
                 "mIoU": 100 * row.get(("mIoU", False), np.nan),
+                "mIoU 95% CI": intervals.get((model, False), ""),
                 "mIoU +CRF": 100 * row.get(("mIoU", True), np.nan),
+                "+CRF 95% CI": intervals.get((model, True), ""),
                 "CRF gain": 100 * (row.get(("mIoU", True), np.nan) - row.get(("mIoU", False), np.nan)),
                 "pixel acc": 100 * row.get(("pixel_acc", False), np.nan),
                 "mean acc": 100 * row.get(("mean_acc", False), np.nan),
@@ -83,6 +99,73 @@ def _save(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+CLAIMS_NOTE = (
+    "Each claim of a paper is tested on every pair of runs here that can test it: the paired bootstrap "
+    "of the mIoU difference over the same images (percentage points, 95 % interval). Reproduced: the "
+    "interval lies above 0; contradicted: below 0; inconclusive: it covers 0."
+)
+
+
+def claims_table(confusion: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """segbench.claims on the collected per-image confusion matrices, differences in points."""
+    from segbench.claims import check_claims
+
+    num_classes = int(metrics[metrics["metric"] == "IoU"].groupby("model").size().max())
+    table = check_claims(confusion, metrics[["model", "arch"]], num_classes)
+    for column in ("difference", "ci_low", "ci_high"):
+        table[column] = 100 * table[column]
+    table["p_value"] = table["p_value"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}")
+    return table.drop(columns=["resamples", "seed"]).rename(
+        columns={"difference": "Δ mIoU", "ci_low": "95% CI low", "ci_high": "95% CI high", "p_value": "p"}
+    )
+
+
+SEED_SUFFIX = re.compile(r"-seed\d+$")
+
+
+def seeds_table(confusion: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """Runs trained with several seeds (`seeds:` in the config, runs `<name>-seed<k>`): mean and
+    standard deviation of mIoU over the seeds, and the interval over seeds and images."""
+    from segbench.stats import matrices_from_table, seeds_interval
+
+    num_classes = int(metrics[metrics["metric"] == "IoU"].groupby("model").size().max())
+    miou = metrics[(metrics["metric"] == "mIoU") & metrics["class"].isna()]
+    runs = miou[miou["model"].str.contains(SEED_SUFFIX)]
+    rows = []
+    for (base, crf), group in runs.groupby([runs["model"].str.replace(SEED_SUFFIX, "", regex=True), "crf"]):
+        if len(group) < 2:
+            continue
+        tables = [confusion[(confusion["model"] == m) & (confusion["crf"] == crf)] for m in group["model"]]
+        ids = sorted(set.intersection(*(set(t["image"].astype(str)) for t in tables)))
+        per_seed = np.stack([matrices_from_table(t[t["image"].astype(str).isin(ids)], num_classes, ids)[0] for t in tables])
+        interval = seeds_interval(per_seed)
+        rows.append({
+            "run": base, "CRF": "yes" if crf else "no", "seeds": len(group),
+            "mean mIoU": 100 * group["value"].mean(), "std": 100 * group["value"].std(ddof=1),
+            "95% CI (seeds and images)": f"[{100 * interval.low:.1f}, {100 * interval.high:.1f}]",
+        })
+    return pd.DataFrame(rows)
+
+
+def _interval_bars(ax, summary: pd.DataFrame, order: pd.Series) -> None:
+    """Error bars from the bootstrap columns on a barplot with hue CRF no/yes (in that order)."""
+    if "ci_low" not in summary.columns:
+        return
+    by_key = summary.set_index(["model", "CRF"])
+    for container, crf in zip(ax.containers, summary["CRF"].drop_duplicates()):
+        for bar, model in zip(container, order):
+            if (model, crf) not in by_key.index:
+                continue
+            row = by_key.loc[(model, crf)]
+            if pd.isna(row["ci_low"]):
+                continue
+            centre = bar.get_x() + bar.get_width() / 2
+            ax.errorbar(
+                centre, row["mIoU (%)"], yerr=[[row["mIoU (%)"] - 100 * row["ci_low"]], [100 * row["ci_high"] - row["mIoU (%)"]]],
+                color="black", capsize=3, linewidth=1,
+            )
+
+
 def figures(metrics: pd.DataFrame, bench: pd.DataFrame, out: Path) -> None:
     sns.set_theme(style="whitegrid")
     summary = metrics[(metrics["metric"] == "mIoU") & metrics["class"].isna()].copy()
@@ -92,8 +175,9 @@ def figures(metrics: pd.DataFrame, bench: pd.DataFrame, out: Path) -> None:
     fig = Figure(figsize=(max(6, 0.55 * len(order) + 2), 4))
     ax = fig.subplots()
     sns.barplot(data=summary, x="model", y="mIoU (%)", hue="CRF", order=order, ax=ax)
+    _interval_bars(ax, summary, order)
     ax.tick_params(axis="x", rotation=45)
-    ax.set_title("Mean IoU with and without the dense CRF")
+    ax.set_title("Mean IoU with and without the dense CRF (bars: 95 % bootstrap interval over images)")
     _save(fig, out / "miou.png")
 
     latency = bench[bench["metric"] == "latency_median"].set_index("model")["value"]
@@ -237,6 +321,7 @@ def write_report(
     crf_search_path: str | Path | None = None,
     crf_bench_path: str | Path | None = None,
     train_log_path: str | Path | None = None,
+    confusion_path: str | Path | None = None,
 ) -> Path:
     metrics = read_parquet(metrics_path)
     bench = read_parquet(bench_path)
@@ -246,6 +331,9 @@ def write_report(
     train_log = read_parquet(train_log_path) if train_log_path else None
     crf_gains = paper_crf_gains(paper)
     accuracy = accuracy_table(metrics, paper)
+    confusion = read_parquet(confusion_path) if confusion_path else None
+    claims = claims_table(confusion, metrics) if confusion is not None else None
+    seeds = seeds_table(confusion, metrics) if confusion is not None else pd.DataFrame()
     speed = speed_table(bench, paper)
     datasets = ", ".join(sorted(metrics["dataset"].unique()))
     commits = ", ".join(sorted(metrics["git_commit"].dropna().unique()))
@@ -285,6 +373,8 @@ def write_report(
             "",
             _markdown(speed),
             "",
+            *(["## Across seeds", "", _markdown(seeds), ""] if len(seeds) else []),
+            *(["## The papers' claims", "", CLAIMS_NOTE, "", _markdown(claims), ""] if claims is not None else []),
             *(["## Training", "", _markdown(training_table(train_log)), ""] if train_log is not None else []),
             "## The CRF's gain in the papers (VOC 2012)",
             "",
@@ -311,6 +401,8 @@ img{{max-width:100%;margin:1em 0}}</style></head><body>
 {_html_table(accuracy)}
 <h2>Speed and size</h2>
 {_html_table(speed)}
+{"<h2>Across seeds</h2>" + _html_table(seeds) if len(seeds) else ""}
+{f"<h2>The papers' claims</h2><p>{html.escape(CLAIMS_NOTE)}</p>" + _html_table(claims) if claims is not None else ""}
 {"<h2>Training</h2>" + _html_table(training_table(train_log)) if train_log is not None else ""}
 <h2>The CRF's gain in the papers (VOC 2012)</h2>
 <p>Beside the reproduced "CRF gain" column above.</p>

@@ -54,6 +54,10 @@ def test_end_to_end(tmp_path: Path) -> None:
     miou = metrics[metrics["metric"] == "mIoU"]
     assert sorted(miou["crf"].tolist()) == [False, False, True, True]
     assert miou["value"].between(0, 1).all()
+    assert (miou["ci_low"] <= miou["value"]).all() and (miou["value"] <= miou["ci_high"]).all()
+    assert miou["bootstrap_resamples"].eq(2000).all()
+    confusion = pd.read_parquet(tmp_path / "results" / "confusion.parquet")
+    assert set(confusion["model"]) == set(TINY["models"]) and set(confusion["crf"]) == {False, True}
     for column in ("git_commit", "torch_version", "device", "seed", "config_hash"):
         assert metrics[column].notna().all(), column
     assert metrics.groupby("model")["config_hash"].nunique().eq(1).all()
@@ -69,6 +73,8 @@ def test_end_to_end(tmp_path: Path) -> None:
     report = tmp_path / "results" / "report"
     html = (report / "index.html").read_text()
     assert "fcn8s_tiny" in html and "paper mIoU" in html and "CRF speed" in html and "final loss" in html
+    assert "The papers&#x27; claims" in html or "The papers' claims" in html
+    assert "The dense CRF improves mIoU" in html and "mIoU 95% CI" in html
     train_log = pd.read_parquet(tmp_path / "results" / "train_log.parquet")
     assert train_log.groupby("model")["iteration"].max().to_dict() == {
         name: run.get("train", {}).get("iterations", TINY["train"]["iterations"]) for name, run in TINY["models"].items()
@@ -187,3 +193,27 @@ def test_default_config_is_the_demo(tmp_path: Path) -> None:
         recipe = {**demo["train"], **demo["models"][run].get("train", {})}
         assert int(_flag(command, "--iterations")) == recipe["iterations"], run
         assert int(_flag(command, "--warmup-iters")) == recipe["warmup_iters"], run
+
+
+def test_seeds_expand_into_runs(tmp_path: Path) -> None:
+    """`seeds: [0, 1]` trains a run once per seed; a staged run follows its source's seed."""
+    config = {
+        **TINY,
+        "models": {
+            "a": {"arch": "fcn32s", "width": 0.0625, "seeds": [0, 1]},
+            "b": {"arch": "fcn16s", "width": 0.0625, "seeds": [0, 1], "init_from": "a"},
+        },
+    }
+    result = snakemake(tmp_path, config, "-n", "-p", "--cores", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (result.stdout + result.stderr).splitlines()
+    train = [line.removeprefix("Shell command: ") for line in lines if "segbench train" in line]
+    runs = {_flag(c, "--run-name"): c for c in train}
+    assert set(runs) == {"a-seed0", "a-seed1", "b-seed0", "b-seed1"}
+    assert {run: _flag(c, "--seed") for run, c in runs.items()} == {
+        "a-seed0": "0", "a-seed1": "1", "b-seed0": "0", "b-seed1": "1"
+    }
+    assert _flag(runs["b-seed1"], "--init-from").endswith("/a-seed1/checkpoint.pt")
+    config["models"]["b"]["seeds"] = [0, 2]
+    result = snakemake(tmp_path, config, "-n", "--cores", "1")
+    assert result.returncode != 0 and "seed 2 is not among the seeds of a" in result.stdout + result.stderr

@@ -12,6 +12,19 @@ rule collect_metrics:
         "segbench collect {input} --out {output} > {log} 2>&1"
 
 
+rule collect_confusion:
+    input:
+        expand("results/{dataset}/{model}/confusion.parquet", dataset=DATASET, model=RUNS),
+    output:
+        "results/confusion.parquet",
+    log:
+        "results/logs/collect_confusion.log",
+    conda:
+        ENV
+    shell:
+        "segbench collect {input} --out {output} > {log} 2>&1"
+
+
 rule collect_train_log:
     input:
         expand("results/{dataset}/{model}/train_log.parquet", dataset=DATASET, model=RUNS),

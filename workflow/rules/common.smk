@@ -14,7 +14,29 @@ TRAIN_OVERRIDES = {name: dict(run.get("train") or {}) for name, run in config.ge
 validate(config, schema="../schemas/config.schema.yaml")
 
 DATASET = config["dataset"]["name"]
-RUNS = config["models"]
+
+
+def expand_seeds(models, overrides):
+    """A run with `seeds: [0, 1, 2]` becomes one run per seed, `<name>-seed<k>` training with
+    seed k: the DAG trains each, and the report gives their spread. A staged run follows the
+    same seed of the run it starts from when that one has seeds too."""
+    runs, train = {}, {}
+    for name, run in models.items():
+        if run["seeds"] is None:
+            runs[name], train[name] = run, overrides[name]
+            continue
+        for seed in run["seeds"]:
+            source = run["init_from"]
+            if source in models and models[source]["seeds"] is not None:
+                if seed not in models[source]["seeds"]:
+                    raise ValueError(f"models.{name}.seeds: seed {seed} is not among the seeds of {source}, which it starts from")
+                source = f"{source}-seed{seed}"
+            runs[f"{name}-seed{seed}"] = {**run, "init_from": source, "seeds": None}
+            train[f"{name}-seed{seed}"] = {**overrides[name], "seed": seed}
+    return runs, train
+
+
+RUNS, TRAIN_OVERRIDES = expand_seeds(config["models"], TRAIN_OVERRIDES)
 for _name in RUNS:
     _seen = [_name]
     while RUNS[_seen[-1]]["init_from"] is not None:

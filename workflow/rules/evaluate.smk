@@ -5,7 +5,9 @@ rule evaluate:
         pred="results/{dataset}/{model}/pred",
         crf="results/{dataset}/{model}/crf",
     output:
-        "results/{dataset}/{model}/metrics.parquet",
+        metrics="results/{dataset}/{model}/metrics.parquet",
+        # Per-image confusion matrices: intervals and paired comparisons without rerunning a model.
+        confusion="results/{dataset}/{model}/confusion.parquet",
     params:
         data=dataset_root,
         split=config["dataset"]["val_split"],
@@ -16,7 +18,7 @@ rule evaluate:
     shell:
         "segbench evaluate --data {params.data} --split {params.split} --dataset {wildcards.dataset}"
         " --model {wildcards.model} --checkpoint {input.checkpoint} --pred-dir {input.pred}"
-        " --crf-dir {input.crf} --out {output} > {log} 2>&1"
+        " --crf-dir {input.crf} --out {output.metrics} > {log} 2>&1"
 
 
 rule majority_baseline:

@@ -5,6 +5,7 @@ rule report:
         paper="results/paper_results.parquet",
         crf_bench="results/crf_bench.parquet",
         train_log="results/train_log.parquet",
+        confusion="results/confusion.parquet",
         data=expand("resources/{dataset}/VOCdevkit", dataset=DATASET),
         crf=expand("results/{dataset}/{model}/crf", dataset=DATASET, model=RUNS),
         crf_search=["results/crf_search.parquet"] if SEARCH["enabled"] else [],
@@ -30,5 +31,5 @@ rule report:
         ENV
     shell:
         "segbench report --metrics {input.metrics} --bench {input.bench} --paper {input.paper} --crf-bench {input.crf_bench}"
-        " --train-log {input.train_log} --data {params.data} --split {params.split} --runs-dir {params.runs} --samples {params.samples} {params.crf_search}"
+        " --train-log {input.train_log} --confusion {input.confusion} --data {params.data} --split {params.split} --runs-dir {params.runs} --samples {params.samples} {params.crf_search}"
         " --out-dir results/report > {log} 2>&1"

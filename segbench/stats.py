@@ -1,0 +1,205 @@
+"""Uncertainty of split-level scores: bootstrap over images, single runs and paired runs.
+
+The VOC protocol scores a split by one confusion matrix summed over its images, so the
+unit that varies from one draw of the data to another is the image. Following El Jurdi,
+Varoquaux & Colliot 2023 (arXiv:2307.10926), an interval for a split-level score resamples
+image ids with replacement, sums their per-image confusion matrices and recomputes the
+score (percentile interval, scipy.stats.bootstrap). Two runs on the same images are
+compared paired: each resample takes the same ids for both, so the interval is that of
+the difference, not of two overlapping intervals.
+
+Per-image matrices are kept in Parquet (``confusion.parquet``, long format: one row per
+non-zero cell) so that any of this can be recomputed without rerunning a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from segbench.errors import InputError
+
+RESAMPLES = 2000
+SEED = 0
+LEVEL = 0.95
+# Resamples summed at once: memory is batch x images x classes^2 x 8 bytes.
+_BATCH = 64
+CONFUSION_COLUMNS = ("image", "true", "pred", "pixels")
+
+
+def miou(totals: np.ndarray) -> np.ndarray:
+    """mIoU of confusion matrices ``[..., C, C]`` (classes absent from both sides left out,
+    as segbench.metrics.scores does)."""
+    tp = np.diagonal(totals, axis1=-2, axis2=-1).astype(np.float64)
+    union = totals.sum(axis=-1) + totals.sum(axis=-2) - tp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, tp / union, np.nan)
+        return np.nanmean(iou, axis=-1)
+
+
+def pixel_accuracy(totals: np.ndarray) -> np.ndarray:
+    """Correct pixels / scored pixels of confusion matrices ``[..., C, C]``."""
+    tp = np.diagonal(totals, axis1=-2, axis2=-1).sum(axis=-1).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return tp / totals.sum(axis=(-2, -1))
+
+
+METRICS = {"mIoU": miou, "pixel_acc": pixel_accuracy}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A score on the whole split and its bootstrap interval."""
+
+    estimate: float
+    low: float
+    high: float
+    resamples: int
+    seed: int
+    level: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Paired difference a - b of a score, its interval and a two-sided bootstrap p-value."""
+
+    difference: Interval
+    p_value: float
+
+    @property
+    def verdict(self) -> str:
+        """"better" / "worse" when the interval excludes 0, else "inconclusive"."""
+        if self.difference.low > 0:
+            return "better"
+        if self.difference.high < 0:
+            return "worse"
+        return "inconclusive"
+
+
+def _bootstrap(statistic, images: int, *, resamples: int, seed: int, level: float) -> Any:
+    if images < 2:
+        raise InputError(f"a bootstrap over images needs at least 2 images, got {images}")
+    return scipy.stats.bootstrap(
+        (np.arange(images),), statistic, n_resamples=resamples, batch=_BATCH, vectorized=True,
+        method="percentile", confidence_level=level, rng=np.random.default_rng(seed),
+    )
+
+
+def _summed(per_image: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The confusion matrices of resampled image sets: ``ids [..., n]`` -> ``[..., C, C]``."""
+    return per_image[ids].sum(axis=-3)
+
+
+def bootstrap_interval(
+    per_image: np.ndarray, metric: str = "mIoU", *, resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL
+) -> Interval:
+    """The score of the split (all images) and its percentile interval over image resamples.
+
+    ``per_image``: ``[images, C, C]`` confusion matrices.
+    """
+    score = METRICS[metric]
+    result = _bootstrap(
+        lambda ids, axis=-1: score(_summed(per_image, ids)), len(per_image), resamples=resamples, seed=seed, level=level
+    )
+    low, high = result.confidence_interval
+    return Interval(float(score(per_image.sum(axis=0))), float(low), float(high), resamples, seed, level)
+
+
+def paired_comparison(
+    a: np.ndarray,
+    b: np.ndarray,
+    metric: str = "mIoU",
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> Comparison:
+    """Run a against run b on the same images (``[images, C, C]`` each, same order).
+
+    The p-value is the percentile bootstrap's: twice the smaller share of resampled
+    differences on either side of 0 (at least 1 / resamples).
+    """
+    if a.shape != b.shape:
+        raise InputError(f"paired runs must cover the same images: shapes {a.shape} and {b.shape}")
+    score = METRICS[metric]
+
+    def difference(ids: np.ndarray, axis: int = -1) -> np.ndarray:
+        return score(_summed(a, ids)) - score(_summed(b, ids))
+
+    result = _bootstrap(difference, len(a), resamples=resamples, seed=seed, level=level)
+    draws = result.bootstrap_distribution
+    p_value = min(1.0, 2 * max(min(np.mean(draws <= 0), np.mean(draws >= 0)), 1 / resamples))
+    low, high = result.confidence_interval
+    estimate = float(score(a.sum(axis=0)) - score(b.sum(axis=0)))
+    return Comparison(Interval(estimate, float(low), float(high), resamples, seed, level), float(p_value))
+
+
+def seeds_interval(
+    per_seed: np.ndarray, metric: str = "mIoU", *, resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL
+) -> Interval:
+    """The mean score of several training seeds and its interval over seeds and images.
+
+    ``per_seed``: ``[seeds, images, C, C]``, the same images for every seed. Each resample
+    draws images and seeds with replacement (a two-level bootstrap: the spread of training
+    runs and of the data both count) and averages the drawn seeds' scores on the drawn images.
+    """
+    seeds, images = per_seed.shape[:2]
+    if seeds < 2 or images < 2:
+        raise InputError(f"an interval over seeds and images needs 2 or more of each, got {seeds} and {images}")
+    score = METRICS[metric]
+    rng = np.random.default_rng(seed)
+    flat = per_seed.reshape(seeds, images, -1).astype(np.float64)
+    draws = []
+    for start in range(0, resamples, _BATCH):
+        batch = min(_BATCH, resamples - start)
+        # Image multiplicities of each resample, then every seed's summed matrix: [seeds, batch, C*C].
+        counts = np.stack([np.bincount(rng.integers(0, images, images), minlength=images) for _ in range(batch)])
+        totals = np.einsum("bi,sic->sbc", counts, flat).reshape(seeds, batch, *per_seed.shape[-2:])
+        scores_ = score(totals)  # [seeds, batch]
+        picked = rng.integers(0, seeds, (batch, seeds))
+        draws.append(scores_[picked, np.arange(batch)[:, None]].mean(axis=1))
+    draws = np.concatenate(draws)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(draws, [alpha, 1 - alpha])
+    estimate = float(np.mean(score(per_seed.sum(axis=1))))
+    return Interval(estimate, float(low), float(high), resamples, seed, level)
+
+
+# --- per-image confusion matrices in Parquet ------------------------------------------------------
+
+
+def confusion_table(matrices: np.ndarray, ids: list[str]) -> pd.DataFrame:
+    """Long format, non-zero cells only: (image, true, pred, pixels)."""
+    image, true, pred = np.nonzero(matrices)
+    return pd.DataFrame(
+        {
+            "image": pd.Categorical.from_codes(image, categories=ids),
+            "true": true.astype(np.int16),
+            "pred": pred.astype(np.int16),
+            "pixels": matrices[image, true, pred].astype(np.int64),
+        }
+    )
+
+
+def matrices_from_table(table: pd.DataFrame, num_classes: int, ids: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """``[images, C, C]`` from a confusion table, in the order of ``ids`` (default: the table's).
+
+    An image of ``ids`` with no row (every pixel void) gets a zero matrix.
+    """
+    missing = [c for c in CONFUSION_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(f"confusion table lacks column(s) {', '.join(missing)}")
+    names = table["image"].astype(str)
+    if ids is None:
+        ids = list(dict.fromkeys(names))
+    index = {image: i for i, image in enumerate(ids)}
+    rows = names.map(index)
+    if rows.isna().any():
+        raise InputError(f"confusion table has images outside the given list, e.g. {names[rows.isna()].iloc[0]!r}")
+    matrices = np.zeros((len(ids), num_classes, num_classes), np.int64)
+    np.add.at(matrices, (rows.to_numpy(int), table["true"].to_numpy(int), table["pred"].to_numpy(int)), table["pixels"].to_numpy())
+    return matrices, ids

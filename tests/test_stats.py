@@ -1,0 +1,156 @@
+"""Bootstrap intervals and paired comparisons over images (segbench.stats)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from segbench.errors import InputError
+from segbench.metrics import scores
+from segbench.stats import (
+    bootstrap_interval,
+    confusion_table,
+    matrices_from_table,
+    miou,
+    paired_comparison,
+    pixel_accuracy,
+)
+
+C = 4
+
+
+def _images(seed: int, n: int = 40, accuracy: float = 0.7, errors_seed: int | None = None) -> np.ndarray:
+    """Per-image confusion matrices of a classifier right with probability ``accuracy`` on the
+    images drawn from ``seed``; ``errors_seed`` draws its errors apart (another classifier)."""
+    images = np.random.default_rng(seed)
+    errors = images if errors_seed is None else np.random.default_rng(errors_seed)
+    matrices = np.zeros((n, C, C), np.int64)
+    for i in range(n):
+        truth = images.integers(0, C, 500)
+        pred = np.where(errors.random(500) < accuracy, truth, errors.integers(0, C, 500))
+        np.add.at(matrices[i], (truth, pred), 1)
+    return matrices
+
+
+def _worse_copy(matrices: np.ndarray, moved: float = 0.2) -> np.ndarray:
+    """The same images with a share of each image's correct pixels relabelled wrong."""
+    worse = matrices.copy()
+    for m in worse:
+        for c in range(C):
+            k = int(moved * m[c, c])
+            m[c, c] -= k
+            m[c, (c + 1) % C] += k
+    return worse
+
+
+def test_scores_match_the_voc_protocol() -> None:
+    matrices = _images(0)
+    total = matrices.sum(axis=0)
+    assert miou(total) == pytest.approx(scores(total)["mIoU"])
+    assert pixel_accuracy(total) == pytest.approx(scores(total)["pixel_acc"])
+    # Vectorised over a leading axis, as the bootstrap calls it.
+    np.testing.assert_allclose(miou(matrices[:3]), [scores(m)["mIoU"] for m in matrices[:3]])
+
+
+def test_interval_is_seeded_recorded_and_covers_the_estimate() -> None:
+    matrices = _images(1)
+    interval = bootstrap_interval(matrices, resamples=500, seed=3)
+    assert interval.low < interval.estimate < interval.high
+    assert (interval.resamples, interval.seed, interval.level) == (500, 3, 0.95)
+    assert interval == bootstrap_interval(matrices, resamples=500, seed=3)
+    assert interval != bootstrap_interval(matrices, resamples=500, seed=4)
+    # More images, a narrower interval.
+    wide = bootstrap_interval(matrices[:10], resamples=500, seed=3)
+    assert (wide.high - wide.low) > (interval.high - interval.low)
+
+
+def test_identical_runs_differ_by_nothing() -> None:
+    matrices = _images(2)
+    comparison = paired_comparison(matrices, matrices.copy(), resamples=500)
+    assert comparison.difference.low == comparison.difference.high == comparison.difference.estimate == 0
+    assert comparison.verdict == "inconclusive" and comparison.p_value == 1.0
+
+
+def test_a_run_beats_a_worse_copy_of_itself() -> None:
+    matrices = _images(3)
+    comparison = paired_comparison(matrices, _worse_copy(matrices), resamples=500)
+    assert comparison.verdict == "better" and comparison.difference.low > 0 and comparison.p_value < 0.01
+    assert paired_comparison(_worse_copy(matrices), matrices, resamples=500).verdict == "worse"
+
+
+def test_runs_of_equal_skill_are_rarely_told_apart() -> None:
+    """Pairs of classifiers of the same accuracy on the same images: a 95 % interval excludes 0
+    in about 5 % of pairs. 40 pairs: more than 6 such verdicts has probability 0.3 % under a
+    correct procedure, while a procedure that ignored the pairing or the spread would fail."""
+    verdicts = [
+        paired_comparison(_images(pair, errors_seed=1000 + pair), _images(pair, errors_seed=2000 + pair), resamples=400).verdict
+        for pair in range(40)
+    ]
+    assert verdicts.count("inconclusive") >= 34, verdicts
+
+
+def test_paired_runs_must_cover_the_same_images() -> None:
+    with pytest.raises(InputError, match="same images"):
+        paired_comparison(_images(0, n=5), _images(0, n=6))
+    with pytest.raises(InputError, match="at least 2 images"):
+        bootstrap_interval(_images(0, n=1))
+
+
+def test_confusion_table_round_trip() -> None:
+    matrices = _images(6, n=5)
+    matrices[2] = 0  # an image whose pixels are all void
+    ids = [f"img{i}" for i in range(5)]
+    table = confusion_table(matrices, ids)
+    assert (table["pixels"] > 0).all() and list(table.columns) == ["image", "true", "pred", "pixels"]
+    back, order = matrices_from_table(table, C, ids)
+    assert order == ids and np.array_equal(back, matrices)
+    with pytest.raises(InputError, match="outside the given list"):
+        matrices_from_table(table, C, ids[:3])
+
+
+def test_evaluate_writes_intervals_and_per_image_matrices(tiny_dataset: Path, tmp_path: Path) -> None:
+    """The evaluate stage with the ground truth as its own prediction: mIoU 1, interval [1, 1]."""
+    import shutil
+
+    import torch
+
+    from segbench.data.voc import mask_dir, read_ids
+    from segbench.evaluate import confusion_path, evaluate
+
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for image_id in read_ids(tiny_dataset, "val"):
+        shutil.copy(mask_dir(tiny_dataset) / f"{image_id}.png", pred / f"{image_id}.png")
+    # evaluate reads provenance from the checkpoint's header only.
+    torch.save({"model": "fcn8s", "meta": {}}, tmp_path / "checkpoint.pt")
+    table = evaluate(
+        data_root=tiny_dataset, split="val", dataset="tiny", model="m", checkpoint=tmp_path / "checkpoint.pt",
+        pred_dir=pred, crf_dir=None, out=tmp_path / "metrics.parquet",
+    )
+    row = table.set_index("metric").loc["mIoU"]
+    assert (row["value"], row["ci_low"], row["ci_high"]) == (1.0, 1.0, 1.0)
+    assert row["bootstrap_resamples"] >= 1000 and row["ci_level"] == 0.95
+    confusion = pd.read_parquet(confusion_path(tmp_path / "metrics.parquet"))
+    assert set(confusion["image"].astype(str)) <= set(read_ids(tiny_dataset, "val"))
+    assert (confusion["true"] == confusion["pred"]).all() and not confusion["crf"].any()
+
+
+def test_interval_over_seeds_widens_with_the_spread_of_seeds() -> None:
+    """Seeds that agree give about the image interval; seeds that disagree widen it."""
+    from segbench.stats import seeds_interval
+
+    base = _images(7)
+    alike = np.stack([base, base, base])
+    apart = np.stack([base, _worse_copy(base, 0.1), _worse_copy(base, 0.3)])
+    same = seeds_interval(alike, resamples=500)
+    spread = seeds_interval(apart, resamples=500)
+    images_only = bootstrap_interval(base, resamples=500)
+    assert same.estimate == pytest.approx(images_only.estimate)
+    assert (same.high - same.low) == pytest.approx(images_only.high - images_only.low, rel=0.3)
+    assert (spread.high - spread.low) > 2 * (same.high - same.low)
+    assert spread.low < spread.estimate < spread.high
+    with pytest.raises(InputError, match="2 or more"):
+        seeds_interval(base[None])
