@@ -80,7 +80,9 @@ def config_hash(model):
     relevant = {
         # Where the archives come from does not change them: every download is MD5-checked.
         "dataset": {k: v for k, v in config["dataset"].items() if k not in ("archives", "mirrors")},
-        "run": RUNS[model],
+        # Unset (null) settings are left out, so that a new optional setting leaves the
+        # hashes of existing runs, and so their results, as they were.
+        "run": {k: v for k, v in RUNS[model].items() if v is not None},
         # A staged run's results depend on the run it starts from.
         "init_from": RUNS[model]["init_from"] and config_hash(RUNS[model]["init_from"]),
         "train": train_settings(model),
