@@ -11,6 +11,7 @@ rule evaluate:
     params:
         data=dataset_root,
         split=config["dataset"]["val_split"],
+        schema=METRICS_SCHEMA,
     log:
         "results/{dataset}/{model}/logs/evaluate.log",
     conda:
@@ -30,6 +31,7 @@ rule majority_baseline:
         data=dataset_root,
         train_split=config["dataset"]["train_split"],
         split=config["dataset"]["val_split"],
+        schema=METRICS_SCHEMA,
     log:
         "results/{dataset}/logs/majority_baseline.log",
     conda:
