@@ -115,6 +115,7 @@ def claims_table(confusion: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame
     for column in ("difference", "ci_low", "ci_high"):
         table[column] = 100 * table[column]
     table["p_value"] = table["p_value"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}")
+    table[["run", "against"]] = table[["run", "against"]].fillna("")
     return table.drop(columns=["resamples", "seed"]).rename(
         columns={"difference": "Δ mIoU", "ci_low": "95% CI low", "ci_high": "95% CI high", "p_value": "p"}
     )
