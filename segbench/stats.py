@@ -90,8 +90,17 @@ def _bootstrap(statistic, images: int, *, resamples: int, seed: int, level: floa
 
 
 def _summed(per_image: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """The confusion matrices of resampled image sets: ``ids [..., n]`` -> ``[..., C, C]``."""
-    return per_image[ids].sum(axis=-3)
+    """The confusion matrices of resampled image sets: ``ids [..., n]`` -> ``[..., C, C]``.
+
+    Through each resample's image counts (a matrix product), not by gathering the matrices:
+    at VOC size (1,449 images, 21 classes) a batch of 64 gathered resamples takes 330 MB.
+    """
+    images, classes = per_image.shape[0], per_image.shape[-1]
+    flat_ids = ids.reshape(-1, ids.shape[-1])
+    counts = np.zeros((len(flat_ids), images))
+    np.add.at(counts, (np.arange(len(flat_ids))[:, None], flat_ids), 1)
+    totals = counts @ per_image.reshape(images, -1).astype(np.float64)
+    return totals.reshape(*ids.shape[:-1], classes, classes)
 
 
 def bootstrap_interval(
