@@ -416,6 +416,8 @@ def load_state(run: Run, path: Path, fingerprint: dict[str, Any]) -> None:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises several types for a corrupt file
         raise InputError(f"{path}: not a readable resume checkpoint ({exc}); delete it to start over") from exc
+    if not isinstance(payload, dict) or "fingerprint" not in payload:
+        raise InputError(f"{path}: not a segbench resume checkpoint; delete it to start over")
     saved = payload["fingerprint"]
     changed = sorted(k for k in saved.keys() | fingerprint.keys() if saved.get(k) != fingerprint.get(k))
     if changed:

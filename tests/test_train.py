@@ -215,6 +215,15 @@ def test_resuming_with_other_settings_is_refused(tiny_dataset: Path, tmp_path: P
     assert (tmp_path / "resume.pt").is_file()  # nothing lost
 
 
+def test_a_foreign_resume_file_is_refused_in_one_line(tiny_dataset: Path, tmp_path: Path) -> None:
+    torch.save({"something": "else"}, tmp_path / "resume.pt")
+    with pytest.raises(InputError, match="resume.pt: not a segbench resume checkpoint"):
+        _run(tiny_dataset, tmp_path)
+    (tmp_path / "resume.pt").write_bytes(b"not a torch file")
+    with pytest.raises(InputError, match="resume.pt: not a readable resume checkpoint"):
+        _run(tiny_dataset, tmp_path)
+
+
 def _resume_iteration(path: Path) -> int:
     try:
         return torch.load(path, weights_only=False)["iteration"]
