@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from segbench.stats import LEVEL, RESAMPLES, SEED, matrices_from_table, paired_comparison
+from segbench.stats import LEVEL, RESAMPLES, SEED, matrices_for_images, paired_comparison
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,7 @@ def check_claims(confusion: pd.DataFrame, runs: pd.DataFrame, num_classes: int) 
     by_run = {key: table for key, table in confusion.groupby(["model", "crf"], observed=True)}
 
     def matrices(model: str, crf: bool, ids: list[str]) -> np.ndarray:
-        table = by_run[(model, crf)]
-        return matrices_from_table(table[table["image"].astype(str).isin(ids)], num_classes, ids)[0]
+        return matrices_for_images(by_run[(model, crf)], num_classes, ids)
 
     def shared_ids(*keys: tuple[str, bool]) -> list[str]:
         sets = [set(by_run[key]["image"].astype(str)) for key in keys]

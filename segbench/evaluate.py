@@ -11,6 +11,7 @@ statistic can be recomputed without rerunning a model.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -27,20 +28,32 @@ SUMMARY_METRICS = ("mIoU", "pixel_acc", "mean_acc", "fwIoU", "classes_scored")
 
 
 def per_image_confusion(
-    data_root: str | Path, split: str, pred_dir: str | Path, num_classes: int
+    data_root: str | Path, split: str, num_classes: int, prediction: Callable[[str, np.ndarray], tuple[np.ndarray, str]]
 ) -> tuple[np.ndarray, list[str]]:
-    """``[images, C, C]`` confusion matrices of the split's predictions, and the image ids."""
+    """``[images, C, C]`` confusion matrices over the split, and the image ids.
+
+    ``prediction(image_id, target)`` gives the predicted labels and their name for errors.
+    """
     gt_dir = mask_dir(data_root)
-    pred_dir = Path(pred_dir)
     ids = read_ids(data_root, split)
     matrices = np.zeros((len(ids), num_classes, num_classes), np.int64)
-    for i, image_id in enumerate(tqdm(ids, desc=f"evaluate {pred_dir.name}", unit="img")):
+    for i, image_id in enumerate(tqdm(ids, desc=f"evaluate {split}", unit="img")):
         target = read_label_png(gt_dir / f"{image_id}.png", num_classes)
-        prediction = read_label_png(pred_dir / f"{image_id}.png", num_classes)
+        labels, name = prediction(image_id, target)
         cm = ConfusionMatrix(num_classes)
-        cm.update(prediction, target, name=str(pred_dir / f"{image_id}.png"))
+        cm.update(labels, target, name=name)
         matrices[i] = cm.matrix
     return matrices, list(ids)
+
+
+def _from_dir(directory: str | Path, num_classes: int) -> Callable[[str, np.ndarray], tuple[np.ndarray, str]]:
+    """Predictions read from ``directory/<id>.png``."""
+
+    def prediction(image_id: str, target: np.ndarray) -> tuple[np.ndarray, str]:
+        path = Path(directory) / f"{image_id}.png"
+        return read_label_png(path, num_classes), str(path)
+
+    return prediction
 
 
 def confusion_path(metrics_path: str | Path) -> Path:
@@ -79,7 +92,7 @@ def evaluate(
     base = {"dataset": dataset, "split": split, "model": model}
     for crf, directory in ((False, pred_dir), (True, crf_dir)):
         if directory is not None:
-            matrices, ids = per_image_confusion(data_root, split, directory, len(names))
+            matrices, ids = per_image_confusion(data_root, split, len(names), _from_dir(directory, len(names)))
             rows += _rows(matrices, names, **base, crf=crf)
             table = confusion_table(matrices, ids)
             for column, value in reversed({**base, "crf": crf}.items()):
@@ -92,15 +105,10 @@ def evaluate(
 def majority_baseline(*, data_root: str | Path, train_split: str, split: str, dataset: str, out: str | Path) -> pd.DataFrame:
     """Scores of predicting the training split's most frequent class everywhere: the floor to beat."""
     names = class_names(data_root)
-    gt_dir = mask_dir(data_root)
     majority = int(np.argmax(class_pixel_counts(data_root, train_split, len(names))))
-    ids = read_ids(data_root, split)
-    matrices = np.zeros((len(ids), len(names), len(names)), np.int64)
-    for i, image_id in enumerate(ids):
-        target = read_label_png(gt_dir / f"{image_id}.png", len(names))
-        cm = ConfusionMatrix(len(names))
-        cm.update(np.full_like(target, majority), target, name=image_id)
-        matrices[i] = cm.matrix
+    matrices, _ = per_image_confusion(
+        data_root, split, len(names), lambda image_id, target: (np.full_like(target, majority), image_id)
+    )
     rows = _rows(matrices, names, dataset=dataset, split=split, model=f"majority class ({names[majority]})", crf=False)
     prov = {"git_commit": git_commit(), "torch_version": None, "device": None, "seed": None, "config_hash": None}
     return _write(rows, {**prov, "arch": "baseline"}, out)

@@ -106,12 +106,16 @@ CLAIMS_NOTE = (
 )
 
 
+def _num_classes(metrics: pd.DataFrame) -> int:
+    """Classes of the dataset: the per-class IoU rows of a run."""
+    return int(metrics[metrics["metric"] == "IoU"].groupby("model").size().max())
+
+
 def claims_table(confusion: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     """segbench.claims on the collected per-image confusion matrices, differences in points."""
     from segbench.claims import check_claims
 
-    num_classes = int(metrics[metrics["metric"] == "IoU"].groupby("model").size().max())
-    table = check_claims(confusion, metrics[["model", "arch"]], num_classes)
+    table = check_claims(confusion, metrics[["model", "arch"]], _num_classes(metrics))
     for column in ("difference", "ci_low", "ci_high"):
         table[column] = 100 * table[column]
     table["p_value"] = table["p_value"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}")
@@ -127,9 +131,9 @@ SEED_SUFFIX = re.compile(r"-seed\d+$")
 def seeds_table(confusion: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     """Runs trained with several seeds (`seeds:` in the config, runs `<name>-seed<k>`): mean and
     standard deviation of mIoU over the seeds, and the interval over seeds and images."""
-    from segbench.stats import matrices_from_table, seeds_interval
+    from segbench.stats import matrices_for_images, seeds_interval
 
-    num_classes = int(metrics[metrics["metric"] == "IoU"].groupby("model").size().max())
+    num_classes = _num_classes(metrics)
     miou = metrics[(metrics["metric"] == "mIoU") & metrics["class"].isna()]
     runs = miou[miou["model"].str.contains(SEED_SUFFIX)]
     rows = []
@@ -138,7 +142,7 @@ def seeds_table(confusion: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
             continue
         tables = [confusion[(confusion["model"] == m) & (confusion["crf"] == crf)] for m in group["model"]]
         ids = sorted(set.intersection(*(set(t["image"].astype(str)) for t in tables)))
-        per_seed = np.stack([matrices_from_table(t[t["image"].astype(str).isin(ids)], num_classes, ids)[0] for t in tables])
+        per_seed = np.stack([matrices_for_images(t, num_classes, ids) for t in tables])
         interval = seeds_interval(per_seed)
         rows.append({
             "run": base, "CRF": "yes" if crf else "no", "seeds": len(group),

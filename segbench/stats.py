@@ -161,14 +161,11 @@ def seeds_interval(
         raise InputError(f"an interval over seeds and images needs 2 or more of each, got {seeds} and {images}")
     score = METRICS[metric]
     rng = np.random.default_rng(seed)
-    flat = per_seed.reshape(seeds, images, -1).astype(np.float64)
     draws = []
     for start in range(0, resamples, _BATCH):
         batch = min(_BATCH, resamples - start)
-        # Image multiplicities of each resample, then every seed's summed matrix: [seeds, batch, C*C].
-        counts = np.stack([np.bincount(rng.integers(0, images, images), minlength=images) for _ in range(batch)])
-        totals = np.einsum("bi,sic->sbc", counts, flat).reshape(seeds, batch, *per_seed.shape[-2:])
-        scores_ = score(totals)  # [seeds, batch]
+        ids = rng.integers(0, images, (batch, images))
+        scores_ = np.stack([score(_summed(matrices, ids)) for matrices in per_seed])  # [seeds, batch]
         picked = rng.integers(0, seeds, (batch, seeds))
         draws.append(scores_[picked, np.arange(batch)[:, None]].mean(axis=1))
     draws = np.concatenate(draws)
@@ -212,3 +209,8 @@ def matrices_from_table(table: pd.DataFrame, num_classes: int, ids: list[str] | 
     matrices = np.zeros((len(ids), num_classes, num_classes), np.int64)
     np.add.at(matrices, (rows.to_numpy(int), table["true"].to_numpy(int), table["pred"].to_numpy(int)), table["pixels"].to_numpy())
     return matrices, ids
+
+
+def matrices_for_images(table: pd.DataFrame, num_classes: int, ids: list[str]) -> np.ndarray:
+    """``[len(ids), C, C]`` for the images ``ids`` of one run's confusion table (other images left out)."""
+    return matrices_from_table(table[table["image"].astype(str).isin(ids)], num_classes, ids)[0]
