@@ -123,6 +123,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from segbench.data.voc import class_names
     from segbench.train import Preempted, train
 
     if args.threads:
@@ -131,9 +132,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         path = train(
             data_root=args.data, split=args.split, model_name=args.model, out_dir=args.out_dir,
-            config=_dataclass_from_args(TrainConfig, args), num_classes=args.num_classes, width=args.width,
+            config=_dataclass_from_args(TrainConfig, args), width=args.width,
+            num_classes=args.num_classes or len(class_names(args.data)),
             options=dict(args.option), pretrained_backbone=args.pretrained_backbone, init_from=args.init_from,
-            device=args.device, config_hash=args.config_hash, run_name=args.run_name,
+            device=args.device, config_hash=args.config_hash, run_name=args.run_name, val_split=args.val_split,
         )
     except Preempted as stop:
         print(f"segbench train: {stop}", file=sys.stderr)
@@ -342,10 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="dataset root; VOCdevkit/VOC2012 is created inside")
     g = p.add_argument_group("synthetic")
     g.add_argument("--seed", type=int, default=0, help="generator seed (the dataset is a function of it)")
-    g.add_argument("--num-train", type=int, default=300, help="training images")
+    g.add_argument("--num-train", type=int, default=1000, help="training images")
     g.add_argument("--num-val", type=int, default=100, help="validation images")
-    g.add_argument("--height", type=int, default=128, help="image height (px)")
-    g.add_argument("--width", type=int, default=160, help="image width (px)")
+    g.add_argument("--height", type=int, default=96, help="image height (px)")
+    g.add_argument("--width", type=int, default=128, help="image width (px)")
     g = p.add_argument_group("voc2012")
     g.add_argument("--archives", type=Path, default=Path("resources/downloads"), help="where the VOC and SBD archives are (or are downloaded to)")
     g.add_argument("--no-download", action="store_true", help="only use archives already in --archives")
@@ -367,10 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(p)
     p.add_argument("--split", default="train", help="image list under ImageSets/Segmentation (train_aug for VOC)")
+    p.add_argument("--val-split", default="val", help="image list of the validation passes (--val-every)")
     p.add_argument("--model", required=True, help="registered architecture (see `segbench models`)")
     p.add_argument("--run-name", help="label of this run in result tables (default: the model name)")
     p.add_argument("--out-dir", required=True, type=Path, help="where checkpoint.pt and train_log.parquet go")
-    p.add_argument("--num-classes", type=int, default=21)
+    p.add_argument("--num-classes", type=int, default=None, help="default: the dataset's (classes.txt, or VOC's 21)")
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0 = the paper's model)")
     p.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE", help="paper option of the model, repeatable (JSON values)")
     p.add_argument("--pretrained-backbone", type=_pretrained, default=False, help="true (torchvision/timm ImageNet weights), false, or a local weights file")

@@ -33,6 +33,14 @@ def compact_probabilities(probs: torch.Tensor, stride: int) -> np.ndarray:
     return small.to(torch.float16).cpu().numpy()
 
 
+def class_probabilities(model: torch.nn.Module, image: np.ndarray, *, device: torch.device) -> torch.Tensor:
+    """[C,H,W] softmax of an eval-mode model's logits for one uint8 HxWx3 image, at the image's
+    size (every model returns logits at input resolution); the argmax is the predicted labels.
+    Shared by ``predict`` and the validation passes of training, so that both score alike."""
+    logits = model(normalize(image)[None].to(device))[0]
+    return logits.float().softmax(0)
+
+
 def predict(
     *,
     data_root: str | Path,
@@ -61,8 +69,7 @@ def predict(
     with atomic_dir(pred_dir) as preds, atomic_dir(probs_dir) as probs_out, torch.inference_mode():
         for image_id in tqdm(ids, desc=f"predict {meta['model']}", unit="img"):
             image = read_image(images / f"{image_id}.jpg")
-            logits = model(normalize(image)[None].to(dev))[0]
-            probs = logits.float().softmax(0)
+            probs = class_probabilities(model, image, device=dev)
             write_label_png(probs.argmax(0).to(torch.uint8).cpu().numpy(), preds / f"{image_id}.png", palette)
             write_npz(
                 probs_out / f"{image_id}.npz",

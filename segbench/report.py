@@ -22,6 +22,8 @@ from segbench.data.voc import read_ids, read_image, read_label_png, voc_dir, voc
 from segbench.io import atomic_dir, read_parquet
 from segbench.models import list_models
 from segbench.models.summary import paper_row
+from segbench.regions import BOUNDARY_BAND, REGION_NAMES, REGIONS, SIZE_EDGES
+from segbench.stats import in_region
 
 FIGURES = ("miou", "speed_accuracy", "per_class_iou")
 
@@ -35,20 +37,26 @@ def _paper_value(paper: pd.DataFrame, arch: str, metric: str, crf: str | None = 
     return float(row["value"]), f"{split}arXiv:{row['arxiv']} {row['source']}"
 
 
+def _interval(low: float, high: float) -> str:
+    """A bootstrap interval in %: "[low, high]"."""
+    return f"[{100 * low:.1f}, {100 * high:.1f}]"
+
+
 def _intervals(summary: pd.DataFrame, metric: str) -> dict[tuple[str, bool], str]:
     """(model, crf) -> "[low, high]" in %, from the bootstrap columns of the metrics table."""
     if "ci_low" not in summary.columns:
         return {}
     rows = summary[(summary["metric"] == metric) & summary["ci_low"].notna()]
     return {
-        (model, bool(crf)): f"[{100 * low:.1f}, {100 * high:.1f}]"
+        (model, bool(crf)): _interval(low, high)
         for model, crf, low, high in rows[["model", "crf", "ci_low", "ci_high"]].itertuples(index=False)
     }
 
 
 def accuracy_table(metrics: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """One row per run; mIoU with its 95 % bootstrap interval over images (segbench.stats)."""
-    summary = metrics[metrics["class"].isna()]
+    summary = in_region(metrics)  # the whole image: the VOC protocol
+    summary = summary[summary["class"].isna()]
     wide = summary.pivot_table(index=["model", "arch"], columns=["metric", "crf"], values="value")
     intervals = _intervals(summary, "mIoU")
     rows = []
@@ -101,14 +109,14 @@ def _save(fig: Figure, path: Path) -> None:
 
 CLAIMS_NOTE = (
     "Each claim of a paper is tested on every pair of runs here that can test it: the paired bootstrap "
-    "of the mIoU difference over the same images (percentage points, 95 % interval). Reproduced: the "
-    "interval lies above 0; contradicted: below 0; inconclusive: it covers 0."
+    "of the difference in the claim's measure over the same images (percentage points, 95 % interval). "
+    "Reproduced: the interval lies above 0; contradicted: below 0; inconclusive: it covers 0."
 )
 
 
 def _num_classes(metrics: pd.DataFrame) -> int:
-    """Classes of the dataset: the per-class IoU rows of a run."""
-    return int(metrics[metrics["metric"] == "IoU"].groupby("model").size().max())
+    """Classes of the dataset: those with per-class IoU rows."""
+    return int(metrics.loc[metrics["metric"] == "IoU", "class"].nunique())
 
 
 def claims_table(confusion: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
@@ -121,8 +129,42 @@ def claims_table(confusion: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame
     table["p_value"] = table["p_value"].map(lambda p: "" if pd.isna(p) else f"{p:.3g}")
     table[["run", "against"]] = table[["run", "against"]].fillna("")
     return table.drop(columns=["resamples", "seed"]).rename(
-        columns={"difference": "Δ mIoU", "ci_low": "95% CI low", "ci_high": "95% CI high", "p_value": "p"}
+        columns={"difference": "Δ (points)", "ci_low": "95% CI low", "ci_high": "95% CI high", "p_value": "p"}
     )
+
+
+REGIONS_NOTE = (
+    f"Pixel accuracy (%, 95 % bootstrap interval over images) in a band of {BOUNDARY_BAND} px on each side "
+    "of the ground truth's label changes (the trimap of Kohli et al. 2009, DeepLab's Fig. 5), and on "
+    f"ground-truth objects by area: small below {100 * SIZE_EDGES[0]:g} % of the image, large from "
+    f"{100 * SIZE_EDGES[1]:g} % (COCO's small / medium / large, scaled to the image's area). "
+    "[—]: no interval, some resamples of the images hold no pixels of the region; —: no pixels at all."
+)
+
+
+def _with_interval(value: float, low: float, high: float) -> str:
+    """"value [low, high]" in %; "value [—]" where there is no interval, "—" where no value (no pixels).
+
+    Always text: a column of bare numbers would be reformatted by the Markdown writer.
+    """
+    if pd.isna(value):
+        return "—"
+    return f"{100 * value:.1f} {'[—]' if pd.isna(low) else _interval(low, high)}"
+
+
+def regions_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per run and CRF setting: pixel accuracy in the boundary band and by object size (segbench.regions).
+
+    Empty for metrics tables written before regions existed.
+    """
+    rows = metrics[metrics["metric"] == "pixel_acc"].reindex(columns=["model", "crf", "region", "value", "ci_low", "ci_high"])
+    rows = rows[rows["region"].isin(REGIONS[1:])]
+    cells = rows.assign(
+        CRF=rows["crf"].map({False: "no", True: "yes"}),
+        cell=[_with_interval(*row) for row in rows[["value", "ci_low", "ci_high"]].itertuples(index=False)],
+    )
+    table = cells.pivot(index=["model", "CRF"], columns="region", values="cell")
+    return table.reindex(columns=list(REGIONS[1:]), fill_value="—").rename(columns=REGION_NAMES).reset_index()
 
 
 SEED_SUFFIX = re.compile(r"-seed\d+$")
@@ -147,7 +189,7 @@ def seeds_table(confusion: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "run": base, "CRF": "yes" if crf else "no", "seeds": len(group),
             "mean mIoU": 100 * group["value"].mean(), "std": 100 * group["value"].std(ddof=1),
-            "95% CI (seeds and images)": f"[{100 * interval.low:.1f}, {100 * interval.high:.1f}]",
+            "95% CI (seeds and images)": _interval(interval.low, interval.high),
         })
     return pd.DataFrame(rows)
 
@@ -231,33 +273,94 @@ def crf_speed_table(crf_bench: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFram
     return table
 
 
+EQUAL_COMPUTE_NOTE = (
+    "Runs are compared at the budget each was given, stated here. The embedded demo (config/config.yaml) "
+    "gives every run about the same CPU time, not the same number of steps or images: its iterations are "
+    "set per architecture; config/voc2012.yaml follows each paper's schedule instead. CPU and wall seconds "
+    "count the training process's data loading and steps only (not setup, checkpoints or validation; "
+    "data-loader workers not counted; rank 0 of a multi-GPU run). Final loss: the mean training loss of "
+    "the log windows that end in the last 10 % of iterations, weighted by their steps. Val mIoU: the last "
+    "validation pass (at the last iteration) on the first images of the validation split, the same for "
+    "every run; the figure of validation mIoU shows which runs were still improving when their budget ran out."
+)
+# The share of a run's iterations over which its final training loss is averaged.
+FINAL_LOSS_SHARE = 0.1
+
+
+def _final_loss(log: pd.DataFrame) -> float:
+    """Mean loss of one run's log windows ending in its last FINAL_LOSS_SHARE of iterations,
+    weighted by their steps (one window of a few small batches is noisy)."""
+    steps = log["iteration"].diff().fillna(log["iteration"])
+    tail = log["iteration"] > (1 - FINAL_LOSS_SHARE) * log["iteration"].iloc[-1]
+    return float(np.average(log.loc[tail, "loss"], weights=steps[tail]))
+
+
 def training_table(train_log: pd.DataFrame) -> pd.DataFrame:
-    """Each run's training budget and where it ended: the last logged window of each run."""
-    last = train_log.sort_values("iteration").groupby("model", as_index=False).last()
-    table = pd.DataFrame(
-        {
-            "model": last["model"],
+    """Each run's training budget and where it ended (EQUAL_COMPUTE_NOTE defines the columns)."""
+    rows = []
+    for model, log in train_log.sort_values("iteration").groupby("model"):
+        last = log.iloc[-1]
+        validated = log[log["val_images"] > 0]
+        rows.append({
+            "model": model,
             "arch": last["arch"],
-            "iterations": last["iteration"].astype(int),
-            "train time (s)": last["elapsed_s"],
+            "iterations": int(last["iteration"]),
+            "batch": int(last["images_seen"] // last["iteration"]),
+            "images seen": int(last["images_seen"]),
+            "CPU (s)": last["cpu_s"],
+            "wall (s)": last["elapsed_s"],
             "images/s": last["images_per_s"],
-            "final loss": last["loss"],
-        }
+            "final loss": _final_loss(log),
+            "val mIoU (%)": 100 * validated["val_miou"].iloc[-1] if len(validated) else np.nan,
+            "val images": int(validated["val_images"].iloc[-1]) if len(validated) else 0,
+        })
+    return pd.DataFrame(rows)
+
+
+def equal_compute_summary(table: pd.DataFrame) -> str:
+    """The note, and the spread of the runs' training CPU time that the reader should check it against."""
+    low, high = table.loc[table["CPU (s)"].idxmin()], table.loc[table["CPU (s)"].idxmax()]
+    spread = (
+        f"Here, training CPU time ranges from {low['CPU (s)']:.1f} s ({low['model']}) "
+        f"to {high['CPU (s)']:.1f} s ({high['model']})."
     )
-    return table.sort_values("model")
+    return f"{EQUAL_COMPUTE_NOTE} {spread}"
 
 
-def training_figure(train_log: pd.DataFrame, out: Path) -> None:
-    """Loss against iterations and against training time: the runs get different step counts."""
+def _curves(
+    data: pd.DataFrame, *, y: str, panels: dict[str, str], title: str, path: Path, marker: str | None, yscale: str
+) -> None:
+    """One line per run of ``y`` against each column of ``panels`` (column -> axis label), side by side."""
     fig = Figure(figsize=(12, 4.2))
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, x in zip(axes, ("iteration", "elapsed_s")):
-        sns.lineplot(data=train_log, x=x, y="loss", hue="model", ax=ax, legend=ax is axes[-1], linewidth=1)
-        ax.set_yscale("log")
-        ax.set_xlabel("iteration" if x == "iteration" else "training time (s)")
+    axes = fig.subplots(1, len(panels), sharey=True)
+    for ax, (x, label) in zip(axes, panels.items()):
+        sns.lineplot(data=data, x=x, y=y, hue="model", marker=marker, ax=ax, legend=ax is axes[-1], linewidth=1)
+        ax.set_xlabel(label)
+        ax.set_yscale(yscale)
     axes[-1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize="small")
-    fig.suptitle("Training loss (mean over each logging window)")
-    _save(fig, out / "training_loss.png")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def training_figure(train_log: pd.DataFrame, out: Path) -> list[str]:
+    """Loss against iterations and training time (the runs get different step counts), and,
+    where runs validated, validation mIoU against images seen and training CPU time: who was
+    still climbing when the budget ran out. Returns the figures' paths in the report."""
+    _curves(
+        train_log, y="loss", panels={"iteration": "iteration", "elapsed_s": "training time (s)"},
+        title="Training loss (mean over each logging window)", path=out / "training_loss.png", marker=None, yscale="log",
+    )
+    validated = train_log[train_log["val_images"] > 0]
+    if validated.empty:
+        return ["figures/training_loss.png"]
+    images = ", ".join(str(n) for n in sorted(validated["val_images"].unique()))
+    _curves(
+        validated.assign(**{"validation mIoU (%)": 100 * validated["val_miou"]}), y="validation mIoU (%)",
+        panels={"images_seen": "images seen", "cpu_s": "training CPU time (s)"},
+        title=f"Validation mIoU during training (the first {images} images of the validation split)",
+        path=out / "validation_miou.png", marker="o", yscale="linear",
+    )
+    return ["figures/training_loss.png", "figures/validation_miou.png"]
 
 
 def crf_search_figure(search: pd.DataFrame, out: Path) -> None:
@@ -334,8 +437,10 @@ def write_report(
     search = read_parquet(crf_search_path) if crf_search_path else None
     crf_speed = crf_speed_table(read_parquet(crf_bench_path), paper) if crf_bench_path else None
     train_log = read_parquet(train_log_path) if train_log_path else None
+    training = training_table(train_log) if train_log is not None else None
     crf_gains = paper_crf_gains(paper)
     accuracy = accuracy_table(metrics, paper)
+    regions = regions_table(metrics)
     confusion = read_parquet(confusion_path) if confusion_path else None
     claims = claims_table(confusion, metrics) if confusion is not None else None
     seeds = seeds_table(confusion, metrics) if confusion is not None else pd.DataFrame()
@@ -350,8 +455,7 @@ def write_report(
         figures(metrics, bench, fig_dir)
         extra = []
         if train_log is not None:
-            training_figure(train_log, fig_dir)
-            extra.append("figures/training_loss.png")
+            extra += training_figure(train_log, fig_dir)
         if search is not None:
             crf_search_figure(search, fig_dir)
             extra.append("figures/crf_search.png")
@@ -374,13 +478,14 @@ def write_report(
             "",
             _markdown(accuracy),
             "",
+            *(["## Boundary and object size", "", REGIONS_NOTE, "", _markdown(regions), ""] if len(regions) else []),
             "## Speed and size",
             "",
             _markdown(speed),
             "",
             *(["## Across seeds", "", _markdown(seeds), ""] if len(seeds) else []),
             *(["## The papers' claims", "", CLAIMS_NOTE, "", _markdown(claims), ""] if claims is not None else []),
-            *(["## Training", "", _markdown(training_table(train_log)), ""] if train_log is not None else []),
+            *(["## Equal compute", "", equal_compute_summary(training), "", _markdown(training), ""] if training is not None else []),
             "## The CRF's gain in the papers (VOC 2012)",
             "",
             "Beside the reproduced \"CRF gain\" column above.",
@@ -404,11 +509,12 @@ img{{max-width:100%;margin:1em 0}}</style></head><body>
 <p>{html.escape(caveat).replace("**", "")}</p>
 <h2>Accuracy (%, VOC protocol)</h2>
 {_html_table(accuracy)}
+{f"<h2>Boundary and object size</h2><p>{html.escape(REGIONS_NOTE)}</p>" + _html_table(regions) if len(regions) else ""}
 <h2>Speed and size</h2>
 {_html_table(speed)}
 {"<h2>Across seeds</h2>" + _html_table(seeds) if len(seeds) else ""}
 {f"<h2>The papers' claims</h2><p>{html.escape(CLAIMS_NOTE)}</p>" + _html_table(claims) if claims is not None else ""}
-{"<h2>Training</h2>" + _html_table(training_table(train_log)) if train_log is not None else ""}
+{f"<h2>Equal compute</h2><p>{html.escape(equal_compute_summary(training))}</p>" + _html_table(training) if training is not None else ""}
 <h2>The CRF's gain in the papers (VOC 2012)</h2>
 <p>Beside the reproduced "CRF gain" column above.</p>
 {_html_table(crf_gains)}

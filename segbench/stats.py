@@ -9,13 +9,15 @@ compared paired: each resample takes the same ids for both, so the interval is t
 the difference, not of two overlapping intervals.
 
 Per-image matrices are kept in Parquet (``confusion.parquet``, long format: one row per
-non-zero cell) so that any of this can be recomputed without rerunning a model.
+non-zero cell and region of segbench.regions) so that any of this can be recomputed without
+rerunning a model.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -83,10 +85,14 @@ class Comparison:
 def _bootstrap(statistic, images: int, *, resamples: int, seed: int, level: float) -> Any:
     if images < 2:
         raise InputError(f"a bootstrap over images needs at least 2 images, got {images}")
-    return scipy.stats.bootstrap(
-        (np.arange(images),), statistic, n_resamples=resamples, batch=_BATCH, vectorized=True,
-        method="percentile", confidence_level=level, rng=np.random.default_rng(seed),
-    )
+    with warnings.catch_warnings():
+        # A resample holding no pixel of a sparse region (e.g. small objects in few images) has no
+        # score, so the interval is NaN: that is the answer, not scipy's warning about BCa.
+        warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)
+        return scipy.stats.bootstrap(
+            (np.arange(images),), statistic, n_resamples=resamples, batch=_BATCH, vectorized=True,
+            method="percentile", confidence_level=level, rng=np.random.default_rng(seed),
+        )
 
 
 def _summed(per_image: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -118,6 +124,28 @@ def bootstrap_interval(
     return Interval(float(score(per_image.sum(axis=0))), float(low), float(high), resamples, seed, level)
 
 
+def _paired(
+    statistic: Callable[..., np.ndarray], runs: tuple[np.ndarray, ...], *, resamples: int, seed: int, level: float
+) -> Comparison:
+    """``statistic`` of the runs' summed matrices, each resample taking the same image ids for all.
+
+    The p-value is the percentile bootstrap's: twice the smaller share of resampled
+    statistics on either side of 0 (at least 1 / resamples).
+    """
+    if any(run.shape != runs[0].shape for run in runs):
+        raise InputError(f"paired runs must cover the same images: shapes {' and '.join(str(r.shape) for r in runs)}")
+
+    def resampled(ids: np.ndarray, axis: int = -1) -> np.ndarray:
+        return statistic(*(_summed(run, ids) for run in runs))
+
+    result = _bootstrap(resampled, len(runs[0]), resamples=resamples, seed=seed, level=level)
+    draws = result.bootstrap_distribution
+    p_value = min(1.0, 2 * max(min(np.mean(draws <= 0), np.mean(draws >= 0)), 1 / resamples))
+    low, high = result.confidence_interval
+    estimate = float(statistic(*(run.sum(axis=0) for run in runs)))
+    return Comparison(Interval(estimate, float(low), float(high), resamples, seed, level), float(p_value))
+
+
 def paired_comparison(
     a: np.ndarray,
     b: np.ndarray,
@@ -127,24 +155,37 @@ def paired_comparison(
     seed: int = SEED,
     level: float = LEVEL,
 ) -> Comparison:
-    """Run a against run b on the same images (``[images, C, C]`` each, same order).
+    """Run a against run b on the same images (``[images, C, C]`` each, same order): score(a) - score(b)."""
+    score = METRICS[metric]
+    return _paired(lambda a_, b_: score(a_) - score(b_), (a, b), resamples=resamples, seed=seed, level=level)
 
-    The p-value is the percentile bootstrap's: twice the smaller share of resampled
-    differences on either side of 0 (at least 1 / resamples).
+
+def paired_interaction(
+    *,
+    a: np.ndarray,
+    b: np.ndarray,
+    a_reference: np.ndarray,
+    b_reference: np.ndarray,
+    metric: str = "mIoU",
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> Comparison:
+    """Whether run a gains more over run b in one region than in a reference region.
+
+    A difference in differences: (score(a) - score(b)) - (score(a_reference) - score(b_reference)),
+    where ``a``, ``b`` are the runs' ``[images, C, C]`` in the region of interest (e.g. small
+    objects) and ``a_reference``, ``b_reference`` the same images in the reference region (large
+    objects). Each resample takes the same image ids for all four, so images are resampled
+    jointly: the pairing of the runs and of the two regions within an image are both kept.
     """
-    if a.shape != b.shape:
-        raise InputError(f"paired runs must cover the same images: shapes {a.shape} and {b.shape}")
     score = METRICS[metric]
 
-    def difference(ids: np.ndarray, axis: int = -1) -> np.ndarray:
-        return score(_summed(a, ids)) - score(_summed(b, ids))
+    def interaction(a_: np.ndarray, b_: np.ndarray, a_ref: np.ndarray, b_ref: np.ndarray) -> np.ndarray:
+        return (score(a_) - score(b_)) - (score(a_ref) - score(b_ref))
 
-    result = _bootstrap(difference, len(a), resamples=resamples, seed=seed, level=level)
-    draws = result.bootstrap_distribution
-    p_value = min(1.0, 2 * max(min(np.mean(draws <= 0), np.mean(draws >= 0)), 1 / resamples))
-    low, high = result.confidence_interval
-    estimate = float(score(a.sum(axis=0)) - score(b.sum(axis=0)))
-    return Comparison(Interval(estimate, float(low), float(high), resamples, seed, level), float(p_value))
+    runs = (a, b, a_reference, b_reference)
+    return _paired(interaction, runs, resamples=resamples, seed=seed, level=level)
 
 
 def seeds_interval(
@@ -191,14 +232,27 @@ def confusion_table(matrices: np.ndarray, ids: list[str]) -> pd.DataFrame:
     )
 
 
-def matrices_from_table(table: pd.DataFrame, num_classes: int, ids: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
-    """``[images, C, C]`` from a confusion table, in the order of ``ids`` (default: the table's).
+def in_region(table: pd.DataFrame, region: str = "image") -> pd.DataFrame:
+    """The rows of one region (segbench.regions.REGIONS) of a confusion or metrics table.
 
-    An image of ``ids`` with no row (every pixel void) gets a zero matrix.
+    Tables written before regions existed have no ``region`` column: all their rows are ``image``.
+    """
+    if "region" not in table.columns:
+        return table if region == "image" else table.iloc[:0]
+    return table[table["region"] == region]
+
+
+def matrices_from_table(
+    table: pd.DataFrame, num_classes: int, ids: list[str] | None = None, *, region: str = "image"
+) -> tuple[np.ndarray, list[str]]:
+    """``[images, C, C]`` of one region from a confusion table, in the order of ``ids`` (default: the table's).
+
+    An image of ``ids`` with no row (every pixel void, or none in the region) gets a zero matrix.
     """
     missing = [c for c in CONFUSION_COLUMNS if c not in table.columns]
     if missing:
         raise InputError(f"confusion table lacks column(s) {', '.join(missing)}")
+    table = in_region(table, region)
     names = table["image"].astype(str)
     if ids is None:
         ids = list(dict.fromkeys(names))
@@ -211,6 +265,6 @@ def matrices_from_table(table: pd.DataFrame, num_classes: int, ids: list[str] | 
     return matrices, ids
 
 
-def matrices_for_images(table: pd.DataFrame, num_classes: int, ids: list[str]) -> np.ndarray:
-    """``[len(ids), C, C]`` for the images ``ids`` of one run's confusion table (other images left out)."""
-    return matrices_from_table(table[table["image"].astype(str).isin(ids)], num_classes, ids)[0]
+def matrices_for_images(table: pd.DataFrame, num_classes: int, ids: list[str], *, region: str = "image") -> np.ndarray:
+    """``[len(ids), C, C]`` of one region for the images ``ids`` of one run's confusion table (other images left out)."""
+    return matrices_from_table(table[table["image"].astype(str).isin(ids)], num_classes, ids, region=region)[0]

@@ -15,7 +15,11 @@ A run is laid out as four steps, each a function below:
 - ``save_state`` / ``load_state``: everything a run needs to continue bit for bit (weights,
   optimizer, scheduler, grad scaler, RNG states, data position, log), written atomically
   every ``checkpoint_every`` iterations and on SIGTERM/SIGUSR1 to ``resume.pt``;
-- ``train``: the loop; a rerun of the same command resumes from ``resume.pt``.
+- ``train``: the loop; a rerun of the same command resumes from ``resume.pt``. Every
+  ``val_every`` iterations and at the last, rank 0 measures the mIoU on a fixed val subset
+  (segbench.validation) into the log row, without touching the RNG streams or the data order,
+  so the weights are those of a run without validation. The run's clocks (wall and process CPU
+  seconds) count data loading and steps only: not setup, checkpoints or validation.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from segbench.runtime import (
     training_memory_format,
 )
 from segbench.train_config import TrainConfig
+from segbench.validation import ValidationSet, validation_miou
 
 __all__ = ["TrainConfig", "train", "train_step", "setup", "save_state", "load_state", "lr_factor", "segmentation_loss"]
 
@@ -74,7 +79,8 @@ def lr_factor(iteration: int, config: TrainConfig) -> float:
     otherwise diverge in the first steps.
     """
     if config.lr_policy == "poly":
-        factor = (1 - iteration / config.iterations) ** config.lr_power
+        # max(): the scheduler asks for step 0 even of a run of 0 iterations (init_from evaluated).
+        factor = (1 - iteration / max(config.iterations, 1)) ** config.lr_power
     elif config.lr_policy == "step":
         factor = config.lr_gamma ** (iteration // config.lr_step_size)
     else:
@@ -199,11 +205,13 @@ class Run:
     device: torch.device
     dist: Distributed
     layout: str
+    validation: ValidationSet | None  # on rank 0 of a run with val_every > 0
     # Mutable progress: everything save_state writes besides the modules above.
     iteration: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
     window: list[float] = field(default_factory=lambda: [0.0, 0])  # loss sum and steps since the last row
-    elapsed: float = 0.0
+    elapsed: float = 0.0  # wall seconds of training (see the module docstring)
+    cpu_elapsed: float = 0.0  # this process's CPU seconds of the same (data-loader workers not counted)
     last_lr: float = 0.0  # the base group's rate of the last step (the scheduler has moved on since)
 
 
@@ -249,6 +257,7 @@ def setup(
     *,
     data_root: str | Path,
     split: str,
+    val_split: str,
     model_name: str,
     config: TrainConfig,
     num_classes: int,
@@ -279,11 +288,25 @@ def setup(
     if ddp.enabled and len(dataset) < config.batch_size:
         # A split smaller than one batch gives one short batch, which some processes would find empty.
         raise InputError(f"split {split!r} has {len(dataset)} images, fewer than one batch of {config.batch_size}")
+    # Read before training, so that a missing split fails now rather than at the first pass.
+    validation = None
+    if config.val_every and ddp.is_main:
+        validation = ValidationSet.read(
+            data_root=data_root, split=val_split, count=config.val_images, num_classes=num_classes
+        )
     model = build_model(
         model_name, num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone, **options
     )
+    if config.iterations == 0 and not init_from:
+        raise InputError("iterations 0 evaluates the weights of init_from, which is not given")
     if init_from:
         count = initialise_from(model, init_from)
+        if config.iterations == 0 and count < len(model.state_dict()):
+            # Untrained weights would be scored as if they were init_from's.
+            raise InputError(
+                f"{init_from}: iterations 0 evaluates these weights as {model_name}, but only {count} of its "
+                f"{len(model.state_dict())} tensors fit"
+            )
         if ddp.is_main:
             print(f"{model_name}: {count} tensors initialised from {init_from}", file=sys.stderr)
     model = model.to(dev)
@@ -302,6 +325,7 @@ def setup(
     return Run(
         model=model, step_model=step_model, dataset=dataset, optimizer=optimizer, scheduler=scheduler,
         scaler=grad_scaler(dev, config.amp), class_weights=class_weights, device=dev, dist=ddp, layout=layout,
+        validation=validation,
     )
 
 
@@ -403,6 +427,7 @@ def save_state(run: Run, path: Path, fingerprint: dict[str, Any]) -> None:
             "rows": run.rows,
             "window": run.window,
             "elapsed": run.elapsed,
+            "cpu_elapsed": run.cpu_elapsed,
         }
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
@@ -436,6 +461,7 @@ def load_state(run: Run, path: Path, fingerprint: dict[str, Any]) -> None:
     run.rows = payload["rows"]
     run.window = payload["window"]
     run.elapsed = payload["elapsed"]
+    run.cpu_elapsed = payload["cpu_elapsed"]
 
 
 class Preempted(Exception):
@@ -500,15 +526,56 @@ def _batches(run: Run, config: TrainConfig) -> Iterator[tuple[torch.Tensor, torc
         epoch, offset = epoch + 1, 0
 
 
+def _timed_step(run: Run, config: TrainConfig, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Load a batch and take a step, on the run's clocks; returns the batch's loss."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    x, y = next(batches)
+    run.last_lr = run.optimizer.param_groups[0]["lr"]
+    loss = train_step(run, config, x, y)
+    run.elapsed += time.perf_counter() - wall
+    run.cpu_elapsed += time.process_time() - cpu
+    return loss
+
+
 def _log_row(run: Run, config: TrainConfig) -> dict[str, Any]:
     loss_sum, steps = run.window
+    images = run.iteration * config.batch_size
     return {
         "iteration": run.iteration,
+        "images_seen": images,
         "loss": loss_sum / steps,
         "lr": run.last_lr,
         "elapsed_s": run.elapsed,
-        "images_per_s": run.iteration * config.batch_size / max(run.elapsed, 1e-9),
+        "cpu_s": run.cpu_elapsed,
+        "images_per_s": images / max(run.elapsed, 1e-9),
     }
+
+
+# Every row has the validation columns, so that all runs' logs share their columns (collect).
+NOT_VALIDATED = {"val_miou": float("nan"), "val_images": 0, "val_s": float("nan")}
+LOG_COLUMNS = ("iteration", "images_seen", "loss", "lr", "elapsed_s", "cpu_s", "images_per_s", *NOT_VALIDATED)
+
+
+def _validation_columns(run: Run, config: TrainConfig) -> dict[str, Any]:
+    """The log row's validation columns: a pass on rank 0 every ``val_every`` iterations and at
+    the last, while the other processes wait; ``NOT_VALIDATED`` elsewhere."""
+    due = config.val_every and (run.iteration % config.val_every == 0 or run.iteration == config.iterations)
+    if not due:
+        return NOT_VALIDATED
+    columns = NOT_VALIDATED
+    if run.validation is not None:
+        started = time.perf_counter()
+        # Eval mode uses BN's running statistics and draws no dropout masks; the RNG states
+        # are restored all the same, so that no model's forward can move the training streams.
+        rng = _rng_state()
+        run.model.eval()
+        miou = validation_miou(model=run.model, subset=run.validation, device=run.device)
+        run.model.train()
+        _set_rng_state(rng)
+        columns = {"val_miou": miou, "val_images": len(run.validation.ids), "val_s": time.perf_counter() - started}
+    if run.dist.enabled:
+        dist.barrier()
+    return columns
 
 
 def train(
@@ -526,6 +593,7 @@ def train(
     device: str = "auto",
     config_hash: str = "",
     run_name: str | None = None,
+    val_split: str = "val",
 ) -> Path:
     """Train ``model_name``; writes ``checkpoint.pt`` and ``train_log.parquet`` to ``out_dir``.
 
@@ -535,18 +603,19 @@ def train(
     options = dict(options or {})
     out_dir = Path(out_dir)
     run = setup(
-        data_root=data_root, split=split, model_name=model_name, config=config, num_classes=num_classes,
-        width=width, options=options, pretrained_backbone=pretrained_backbone, device=device, init_from=init_from,
+        data_root=data_root, split=split, val_split=val_split, model_name=model_name, config=config,
+        num_classes=num_classes, width=width, options=options, pretrained_backbone=pretrained_backbone, device=device,
+        init_from=init_from,
     )
     try:
         _loop(run, config, out_dir, model_name, _fingerprint(
             config, model=model_name, num_classes=num_classes, width=width, options=options, split=split,
-            pretrained_backbone=pretrained_backbone, init_from=str(init_from or ""),
+            val_split=val_split, pretrained_backbone=pretrained_backbone, init_from=str(init_from or ""),
         ))
         if run.dist.is_main:
             _write_outputs(
                 run, config, out_dir, model_name=model_name, run_name=run_name or model_name, data_root=data_root,
-                split=split, num_classes=num_classes, width=width, options=options,
+                split=split, val_split=val_split, num_classes=num_classes, width=width, options=options,
                 pretrained_backbone=pretrained_backbone, config_hash=config_hash,
             )
             (out_dir / RESUME_FILE).unlink(missing_ok=True)
@@ -567,18 +636,14 @@ def _loop(run: Run, config: TrainConfig, out_dir: Path, model_name: str, fingerp
         disable=not run.dist.is_main,
     )
     with _StopRequest() as stop:
-        started = time.perf_counter() - run.elapsed
         batches = _batches(run, config)
         while run.iteration < config.iterations:
-            x, y = next(batches)
-            run.last_lr = run.optimizer.param_groups[0]["lr"]
-            loss = train_step(run, config, x, y)
-            run.elapsed = time.perf_counter() - started
+            loss = _timed_step(run, config, batches)
             run.window = [run.window[0] + loss, run.window[1] + 1]
             progress.update()
             if run.iteration % config.log_every == 0 or run.iteration == config.iterations:
-                run.rows.append(_log_row(run, config))
-                progress.set_postfix(loss=f"{run.rows[-1]['loss']:.3f}", lr=f"{run.last_lr:.2g}")
+                run.rows.append(_log_row(run, config) | _validation_columns(run, config))
+                progress.set_postfix(_postfix(run.rows[-1]))
                 run.window = [0.0, 0]
             signum = stop.agreed(run.dist, run.device)
             periodic = config.checkpoint_every and run.iteration % config.checkpoint_every == 0
@@ -588,6 +653,14 @@ def _loop(run: Run, config: TrainConfig, out_dir: Path, model_name: str, fingerp
                 progress.close()
                 raise Preempted(signum, run.iteration, resume)
     progress.close()
+
+
+def _postfix(row: dict[str, Any]) -> dict[str, str]:
+    """The progress bar's summary of a log row."""
+    postfix = {"loss": f"{row['loss']:.3f}", "lr": f"{row['lr']:.2g}"}
+    if row["val_images"]:
+        postfix["val mIoU"] = f"{row['val_miou']:.1%}"
+    return postfix
 
 
 def _checkpoint(run: Run, path: Path, fingerprint: dict[str, Any], progress: tqdm) -> None:
@@ -604,21 +677,24 @@ def _checkpoint(run: Run, path: Path, fingerprint: dict[str, Any], progress: tqd
 
 def _write_outputs(
     run: Run, config: TrainConfig, out_dir: Path, *, model_name: str, run_name: str, data_root: str | Path,
-    split: str, num_classes: int, width: float, options: dict[str, Any], pretrained_backbone: bool | str,
-    config_hash: str,
+    split: str, val_split: str, num_classes: int, width: float, options: dict[str, Any],
+    pretrained_backbone: bool | str, config_hash: str,
 ) -> None:
     meta = {
         "train": asdict(config),
         "data_root": str(data_root),
         "split": split,
+        "val_split": val_split,
         "run": run_name,
         "pretrained_backbone": pretrained_backbone,
         "train_seconds": run.elapsed,
+        "train_cpu_seconds": run.cpu_elapsed,
         "memory_format": run.layout,
         "world_size": run.dist.world_size,
         **provenance(device=str(run.device), seed=config.seed, config_hash=config_hash),
     }
-    log = pd.DataFrame(run.rows)
+    # A run of 0 iterations (init_from's weights evaluated as another variant) logs no row.
+    log = pd.DataFrame(run.rows, columns=list(LOG_COLUMNS))
     log.insert(0, "model", run_name)
     log.insert(1, "arch", model_name)
     for key in PROVENANCE_COLUMNS:

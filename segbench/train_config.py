@@ -30,7 +30,7 @@ def _setting(default: Any, help: str, **extra: Any) -> Any:
 class TrainConfig:
     """The settings of one training run; see the module docstring."""
 
-    iterations: int = _setting(1000, "optimisation steps")
+    iterations: int = _setting(1000, "optimisation steps (0 with init_from: evaluate its weights as this model, e.g. at another output stride)")
     batch_size: int = _setting(8, "global batch: split over the processes of a multi-GPU run")
     lr: float = _setting(0.01, "base learning rate")
     lr_policy: str = _setting("poly", "poly (DeepLab v2+), step (DeepLab v1) or fixed (FCN)", choices=LR_POLICIES)
@@ -56,6 +56,13 @@ class TrainConfig:
     seed: int = _setting(0, "seed of the weights' initialisation, the data order and the augmentation")
     workers: int = _setting(0, "data-loader worker processes (per GPU process)")
     log_every: int = _setting(10, "iterations per train_log row")
+    # Validation rows are train_log rows (val_miou, val_images, val_s columns), hence a multiple.
+    val_every: int = _setting(
+        0, "iterations between validation passes, a multiple of log_every; also at the last iteration (0: off)"
+    )
+    val_images: int = _setting(
+        20, "validation pass: mIoU on the first this many images of the validation split (the same for every run)"
+    )
     amp: str = _setting("off", "mixed precision: bf16, or fp16 with loss scaling", choices=AMP_MODES)
     sync_bn: bool = _setting(True, "synchronise batch-norm statistics over the GPUs of a multi-GPU run")
     checkpoint_every: int = _setting(1000, "iterations between resumable checkpoints (0: only on SIGTERM/SIGUSR1)")
@@ -65,17 +72,19 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "batch_size", "crop_size", "log_every", "lr_step_size"):
+        for name in ("batch_size", "crop_size", "log_every", "lr_step_size", "val_images"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "head_lr_mult", "lr_gamma"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("workers", "checkpoint_every", "momentum", "weight_decay", "lr_power"):
+        for name in ("iterations", "workers", "checkpoint_every", "momentum", "weight_decay", "lr_power", "val_every"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.warmup_iters < self.iterations:
+        if self.iterations and not 0 <= self.warmup_iters < self.iterations:
             raise InputError(f"warmup_iters must be in [0, iterations), got {self.warmup_iters}")
+        if self.val_every % self.log_every:
+            raise InputError(f"val_every ({self.val_every}) must be a multiple of log_every ({self.log_every})")
         if self.grad_clip_norm < 0:
             raise InputError(f"grad_clip_norm must be >= 0 (0: off), got {self.grad_clip_norm}")
         if not 0 < self.scale_min <= self.scale_max:

@@ -13,9 +13,11 @@ from segbench.metrics import scores
 from segbench.stats import (
     bootstrap_interval,
     confusion_table,
+    in_region,
     matrices_from_table,
     miou,
     paired_comparison,
+    paired_interaction,
     pixel_accuracy,
 )
 
@@ -99,6 +101,35 @@ def test_paired_runs_must_cover_the_same_images() -> None:
         bootstrap_interval(_images(0, n=1))
 
 
+def test_interaction_finds_a_gain_confined_to_one_region() -> None:
+    """Run a beats b on small objects only: the small-minus-large gain is positive; a gain of the
+    same size in both regions is no interaction, though a beats b in each region."""
+    small, large = _images(8), _images(9)
+    confined = paired_interaction(a=small, b=_worse_copy(small), a_reference=large, b_reference=large.copy(), metric="pixel_acc", resamples=500)
+    assert confined.verdict == "better" and confined.difference.low > 0 and confined.p_value < 0.01
+    expected = pixel_accuracy(small.sum(axis=0)) - pixel_accuracy(_worse_copy(small).sum(axis=0))
+    assert confined.difference.estimate == pytest.approx(expected)
+    elsewhere = paired_interaction(a=small, b=small.copy(), a_reference=large, b_reference=_worse_copy(large), metric="pixel_acc", resamples=500)
+    assert elsewhere.verdict == "worse"
+    # The same images in both regions: the gain is the same, the interaction exactly 0.
+    even = paired_interaction(a=small, b=_worse_copy(small), a_reference=small, b_reference=_worse_copy(small), metric="pixel_acc", resamples=500)
+    assert paired_comparison(small, _worse_copy(small), "pixel_acc", resamples=500).verdict == "better"
+    assert even.difference.low == even.difference.high == even.difference.estimate == 0 and even.verdict == "inconclusive"
+
+
+def test_interaction_of_identical_runs_covers_0() -> None:
+    small, large = _images(10), _images(11)
+    same = paired_interaction(a=small, b=small.copy(), a_reference=large, b_reference=large.copy(), resamples=500)
+    assert same.difference.low <= 0 <= same.difference.high and same.verdict == "inconclusive"
+    # Two classifiers of equal skill on the same images: an interval around 0, not at it.
+    rival = paired_interaction(
+        a=small, b=_images(10, errors_seed=12), a_reference=large, b_reference=_images(11, errors_seed=13), resamples=500
+    )
+    assert rival.difference.low < 0 < rival.difference.high
+    with pytest.raises(InputError, match="same images"):
+        paired_interaction(a=small, b=small, a_reference=large[:5], b_reference=large[:5])
+
+
 def test_confusion_table_round_trip() -> None:
     matrices = _images(6, n=5)
     matrices[2] = 0  # an image whose pixels are all void
@@ -111,6 +142,19 @@ def test_confusion_table_round_trip() -> None:
         matrices_from_table(table, C, ids[:3])
 
 
+def test_confusion_tables_without_regions_are_the_image_region() -> None:
+    """Tables written before regions existed still load, as region ``image``; with regions,
+    readers take ``image`` unless told otherwise."""
+    ids = [f"img{i}" for i in range(5)]
+    image, band = _images(14, n=5), _worse_copy(_images(14, n=5), 0.5)
+    old = confusion_table(image, ids)
+    assert np.array_equal(matrices_from_table(old, C, ids)[0], image)
+    assert in_region(old, "boundary").empty and not matrices_from_table(old, C, ids, region="boundary")[0].any()
+    new = pd.concat([confusion_table(image, ids).assign(region="image"), confusion_table(band, ids).assign(region="boundary")])
+    assert np.array_equal(matrices_from_table(new, C, ids)[0], image)
+    assert np.array_equal(matrices_from_table(new, C, ids, region="boundary")[0], band)
+
+
 def test_evaluate_writes_intervals_and_per_image_matrices(tiny_dataset: Path, tmp_path: Path) -> None:
     """The evaluate stage with the ground truth as its own prediction: mIoU 1, interval [1, 1]."""
     import shutil
@@ -119,6 +163,7 @@ def test_evaluate_writes_intervals_and_per_image_matrices(tiny_dataset: Path, tm
 
     from segbench.data.voc import mask_dir, read_ids
     from segbench.evaluate import confusion_path, evaluate
+    from segbench.regions import REGIONS, SIZE_BUCKETS
 
     pred = tmp_path / "pred"
     pred.mkdir()
@@ -133,9 +178,18 @@ def test_evaluate_writes_intervals_and_per_image_matrices(tiny_dataset: Path, tm
     row = table.set_index("metric").loc["mIoU"]
     assert (row["value"], row["ci_low"], row["ci_high"]) == (1.0, 1.0, 1.0)
     assert row["bootstrap_resamples"] >= 1000 and row["ci_level"] == 0.95
+    assert set(table.loc[table["metric"] != "pixel_acc", "region"]) == {"image"}
+    regions = table[table["metric"] == "pixel_acc"].set_index("region")
+    assert list(regions.index) == list(REGIONS) and regions.loc["boundary", "value"] == 1.0
+    assert regions["value"].dropna().eq(1.0).all() and regions["ci_low"].dropna().eq(1.0).all()
     confusion = pd.read_parquet(confusion_path(tmp_path / "metrics.parquet"))
     assert set(confusion["image"].astype(str)) <= set(read_ids(tiny_dataset, "val"))
     assert (confusion["true"] == confusion["pred"]).all() and not confusion["crf"].any()
+    pixels = confusion.groupby("region")["pixels"].sum()
+    # The band is a part of the image; the size buckets split the foreground (every object pixel once).
+    assert set(pixels.index) <= set(REGIONS) and 0 < pixels["boundary"] < pixels["image"]
+    foreground = confusion.query("region == 'image' and true != 0")["pixels"].sum()
+    assert pixels.reindex(list(SIZE_BUCKETS), fill_value=0).sum() == foreground > 0
 
 
 def test_interval_over_seeds_widens_with_the_spread_of_seeds() -> None:

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
+import scipy.ndimage
+import yaml
 from PIL import Image
 
+from segbench.cli import build_parser
 from segbench.data.synthetic import CLASSES, generate, render_sample
 from segbench.data.voc import VOID, read_ids, voc_dir, voc_palette
 
@@ -19,8 +23,8 @@ def test_layout_is_voc(tiny_dataset: Path) -> None:
             assert mask.mode == "P" and mask.getpalette()[:63] == voc_palette()[:63]
         with Image.open(root / "JPEGImages" / f"{image_id}.jpg") as image:
             assert image.format == "JPEG" and image.size == (64, 48)
-    assert (root / "classes.txt").read_text().split() == list(CLASSES)
-    assert len(CLASSES) == 21
+    assert (root / "classes.txt").read_text().splitlines() == list(CLASSES)
+    assert len(CLASSES) == 9
 
 
 def test_deterministic_and_splits_independent(tmp_path: Path) -> None:
@@ -34,22 +38,39 @@ def test_deterministic_and_splits_independent(tmp_path: Path) -> None:
 
 
 def test_scenes_have_what_the_papers_need() -> None:
-    """Across scenes: many classes, small and large objects, thin parts, void bands."""
+    """Across scenes: every class, objects from a few pixels to most of the frame, thin
+    parts, void only on the background side of edges (so thin bars keep their pixels)."""
     rng = np.random.default_rng(0)
-    seen, small, large, void = set(), 0, 0, 0
+    seen, small, large, thin, void = set(), 0, 0, 0, 0
     for _ in range(60):
         image, labels = render_sample(rng, 96, 128)
         assert image.shape == (96, 128, 3) and image.dtype == np.uint8
         classes = set(np.unique(labels).tolist()) - {0, VOID}
         seen |= classes
         for c in classes:
-            area = (labels == c).sum() / labels.size
+            mask = labels == c
+            area = mask.sum() / labels.size
             small += area < 0.002
             large += area > 0.25
+            # A thin part: object pixels whose 7x7 neighbourhood is mostly not the object.
+            thin += (scipy.ndimage.uniform_filter(mask.astype(float), size=7)[mask] < 0.45).sum() > 20
         void += (labels == VOID).any()
-    assert len(seen) >= 18
-    assert small > 0 and large > 0
-    assert void == 60
+        # Void is a ring just outside the objects, on the background.
+        objects = (labels != 0) & (labels != VOID)
+        assert not ((labels == VOID) & ~scipy.ndimage.binary_dilation(objects)).any()
+    assert seen == set(range(1, len(CLASSES)))
+    assert small > 0 and large > 0 and thin > 0
+    assert void >= 50
+
+
+def test_settings_have_one_default() -> None:
+    """`segbench prepare synthetic`'s flags and the config schema default to generate()'s values."""
+    defaults = {k: p.default for k, p in inspect.signature(generate).parameters.items() if p.default is not p.empty}
+    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    properties = schema["properties"]["dataset"]["properties"]["synthetic"]["properties"]
+    assert {k: v["default"] for k, v in properties.items()} == defaults
+    args = build_parser().parse_args(["prepare", "synthetic", "--out", "x"])
+    assert {k: getattr(args, k) for k in defaults} == defaults
 
 
 def test_failed_generation_keeps_the_old_dataset(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Training: the schedule, the settings' checks, clipping and the memory-format fallback."""
+"""Training: the schedule, the settings' checks, clipping, the memory-format fallback, resumption,
+validation passes during training and the report's training table."""
 
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ def test_lr_warms_up_linearly_then_decays_polynomially() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("warmup_iters", 100), ("grad_clip_norm", -1.0), ("memory_format", "nhwc"), ("iterations", 0), ("class_weighting", "inverse")],
+    [
+        ("warmup_iters", 100), ("grad_clip_norm", -1.0), ("memory_format", "nhwc"), ("iterations", -1),
+        ("class_weighting", "inverse"), ("val_every", 15), ("val_every", -10), ("val_images", 0),
+    ],
 )
 def test_bad_settings_name_the_field(field: str, value: object) -> None:
     with pytest.raises(InputError, match=field):
@@ -142,21 +146,26 @@ def test_pretrained_modules_name_real_parameters(name: str) -> None:
 # --- preemption-safe training -----------------------------------------------------------------
 
 RESUME_SETTINGS = dict(iterations=8, batch_size=2, lr=0.01, crop_size=32, log_every=1, checkpoint_every=3)
+# Validation passes at iterations 2, 4, 6 and 8 on 3 of the 4 val images.
+VALIDATION = dict(val_every=2, val_images=3)
 
 
-def _run(root: Path, out: Path, **settings: object) -> Path:
+def _run(root: Path, out: Path, *, model: str = "fcn8s", **settings: object) -> Path:
     config = TrainConfig(**{**RESUME_SETTINGS, **settings})
     # fcn8s has dropout: a resumed run must also restore the RNG that draws its masks.
-    return train(data_root=root, split="train", model_name="fcn8s", out_dir=out, config=config, width=0.0625)
+    return train(data_root=root, split="train", model_name=model, out_dir=out, config=config, width=0.0625)
 
 
-def _assert_same_run(a: Path, b: Path) -> None:
+LOG_COLUMNS = ["iteration", "images_seen", "loss", "lr", "val_miou", "val_images"]
+
+
+def _assert_same_run(a: Path, b: Path, *, columns: list[str] = LOG_COLUMNS) -> None:
+    """The same weights, buffers (batch-norm statistics) included, and the same log."""
     state_a, state_b = (torch.load(d / "checkpoint.pt")["state_dict"] for d in (a, b))
     assert state_a.keys() == state_b.keys()
     for key in state_a:
         assert torch.equal(state_a[key], state_b[key]), key
     log_a, log_b = (pd.read_parquet(d / "train_log.parquet") for d in (a, b))
-    columns = ["iteration", "loss", "lr"]
     pd.testing.assert_frame_equal(log_a[columns], log_b[columns], check_exact=True)
 
 
@@ -168,14 +177,27 @@ def uninterrupted(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) 
     return out
 
 
+@pytest.fixture(scope="module")
+def validated(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("validated")
+    torch.set_num_threads(1)
+    _run(tiny_dataset, out, **VALIDATION)
+    return out
+
+
+@pytest.mark.parametrize(("reference", "settings"), [("uninterrupted", {}), ("validated", VALIDATION)])
 def test_sigterm_saves_and_the_rerun_resumes_bit_for_bit(
-    tiny_dataset: Path, tmp_path: Path, uninterrupted: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_dataset: Path, tmp_path: Path, reference: str, settings: dict, request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Also with validation: the rows of the passes before the stop come back from resume.pt."""
     import os
     import signal
 
     import segbench.train as train_module
     from segbench.train import Preempted, train_step
+
+    expected = request.getfixturevalue(reference)  # first: the fixture sets the threads the runs use
 
     def step_then_signal(run, config, x, y):
         loss = train_step(run, config, x, y)
@@ -185,12 +207,12 @@ def test_sigterm_saves_and_the_rerun_resumes_bit_for_bit(
 
     monkeypatch.setattr(train_module, "train_step", step_then_signal)
     with pytest.raises(Preempted, match="SIGTERM after iteration 5"):
-        _run(tiny_dataset, tmp_path)
+        _run(tiny_dataset, tmp_path, **settings)
     assert (tmp_path / "resume.pt").is_file() and not (tmp_path / "checkpoint.pt").exists()
     monkeypatch.undo()
-    _run(tiny_dataset, tmp_path)
+    _run(tiny_dataset, tmp_path, **settings)
     assert not (tmp_path / "resume.pt").exists()
-    _assert_same_run(uninterrupted, tmp_path)
+    _assert_same_run(expected, tmp_path)
 
 
 def test_resuming_with_other_settings_is_refused(tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -264,6 +286,135 @@ def test_the_cli_resumes_after_sigkill_and_sigterm(tiny_dataset: Path, tmp_path:
     _assert_same_run(uninterrupted, tmp_path)
 
 
+# --- validation passes during training --------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["fcn8s", "pspnet_resnet50"])  # dropout; batch norm, dropout and an aux head
+def test_validation_leaves_training_alone(
+    tiny_dataset: Path, tmp_path: Path, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Passes at 2, 4, 6 and the last iteration (7); the weights and losses are those of a run
+    without validation, even with a prediction path that draws from every RNG, and the
+    training clocks leave the passes out."""
+    import random
+    import time
+
+    import segbench.train as train_module
+
+    pause = 0.5
+    measure = train_module.validation_miou
+
+    def drawing_and_slow(**kwargs: object) -> float:
+        torch.rand(1)
+        np.random.rand()
+        random.random()
+        time.sleep(pause)
+        return measure(**kwargs)
+
+    torch.set_num_threads(1)
+    _run(tiny_dataset, tmp_path / "plain", model=model, iterations=7)
+    monkeypatch.setattr(train_module, "validation_miou", drawing_and_slow)
+    _run(tiny_dataset, tmp_path / "validated", model=model, iterations=7, **VALIDATION)
+    _assert_same_run(tmp_path / "plain", tmp_path / "validated", columns=["iteration", "images_seen", "loss", "lr"])
+    log = pd.read_parquet(tmp_path / "validated" / "train_log.parquet")
+    passes = log[log["val_images"] > 0]
+    assert passes["iteration"].tolist() == [2, 4, 6, 7]
+    assert passes["val_images"].eq(3).all() and passes["val_miou"].between(0, 1).all()
+    assert (passes["val_s"] >= pause).all()
+    assert log.loc[log["val_images"] == 0, ["val_miou", "val_s"]].isna().all().all()
+    assert log["images_seen"].tolist() == [2 * i for i in range(1, 8)]
+    assert log["elapsed_s"].is_monotonic_increasing and log["cpu_s"].is_monotonic_increasing
+    assert 0 < log["elapsed_s"].iloc[-1] < 4 * pause  # four passes' pauses are not training time
+    meta = torch.load(tmp_path / "validated" / "checkpoint.pt")["meta"]
+    assert meta["train_cpu_seconds"] == log["cpu_s"].iloc[-1] and meta["val_split"] == "val"
+
+
+def test_the_last_pass_equals_evaluating_the_checkpoint_on_the_first_images(tiny_dataset: Path, tmp_path: Path) -> None:
+    """The last pass's mIoU against the checkpoint's predictions (segbench predict, PNGs) scored
+    here on the first 3 val images; the 4 images' mIoU differs, so the subset is the one asked for."""
+    from segbench.data.voc import mask_dir, read_ids, read_label_png
+    from segbench.metrics import ConfusionMatrix, scores
+    from segbench.predict import predict
+
+    torch.set_num_threads(1)
+    # U-Net leaves the all-background solution within these few steps: its predictions vary.
+    config = TrainConfig(iterations=20, batch_size=2, lr=0.05, crop_size=32, log_every=5, val_every=10, val_images=3)
+    checkpoint = train(data_root=tiny_dataset, split="train", model_name="unet", out_dir=tmp_path, config=config, width=0.0625)
+    log = pd.read_parquet(tmp_path / "train_log.parquet")
+    assert log.loc[log["val_images"] > 0, "iteration"].tolist() == [10, 20]
+    predict(
+        data_root=tiny_dataset, split="val", checkpoint=checkpoint, pred_dir=tmp_path / "pred",
+        probs_dir=tmp_path / "probs", device="cpu",
+    )
+
+    def miou(ids: list[str]) -> float:
+        matrix = ConfusionMatrix(21)
+        for image_id in ids:
+            matrix.update(
+                read_label_png(tmp_path / "pred" / f"{image_id}.png", 21),
+                read_label_png(mask_dir(tiny_dataset) / f"{image_id}.png", 21),
+            )
+        return scores(matrix.matrix)["mIoU"]
+
+    ids = read_ids(tiny_dataset, "val")
+    assert len(ids) == 4
+    assert log["val_miou"].iloc[-1] == pytest.approx(miou(ids[:3]), abs=1e-12)
+    assert miou(ids) != pytest.approx(miou(ids[:3]))
+
+
+def test_a_missing_validation_split_fails_before_training(tiny_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="nosuch.txt: split list not found"):
+        train(
+            data_root=tiny_dataset, split="train", val_split="nosuch", model_name="fcn8s", out_dir=tmp_path,
+            config=TrainConfig(iterations=2, val_every=10), width=0.0625,
+        )
+
+
+# --- the report's "Equal compute" section -----------------------------------------------------
+
+
+def test_training_table_states_each_runs_budget() -> None:
+    """Final loss: the windows ending in the last 10 % of iterations, weighted by their steps;
+    val mIoU: the last pass; a run without validation has none."""
+    from segbench.report import equal_compute_summary, training_table
+
+    iterations = [*range(10, 101, 10), 105]
+    a = pd.DataFrame({
+        "model": "a", "arch": "fcn8s", "iteration": iterations, "images_seen": [8 * i for i in iterations],
+        "loss": [1.0] * 9 + [0.4, 0.1], "elapsed_s": np.arange(11.0), "cpu_s": 2 * np.arange(11.0),
+        "images_per_s": 1.0, "val_miou": [np.nan] * 4 + [0.2] + [np.nan] * 4 + [0.3, 0.35],
+        "val_images": [0] * 4 + [20] + [0] * 4 + [20, 20],
+    })
+    b = a.iloc[:3].assign(model="b", arch="unet", val_miou=np.nan, val_images=0)
+    table = training_table(pd.concat([b, a], ignore_index=True)).set_index("model")
+    assert list(table.columns) == [
+        "arch", "iterations", "batch", "images seen", "CPU (s)", "wall (s)", "images/s", "final loss", "val mIoU (%)",
+        "val images",
+    ]
+    assert table.loc["a", ["iterations", "batch", "images seen", "CPU (s)", "wall (s)"]].tolist() == [105, 8, 840, 20.0, 10.0]
+    assert table.loc["a", "final loss"] == pytest.approx((10 * 0.4 + 5 * 0.1) / 15)
+    assert table.loc["a", "val mIoU (%)"] == pytest.approx(35) and table.loc["a", "val images"] == 20
+    assert np.isnan(table.loc["b", "val mIoU (%)"]) and table.loc["b", "val images"] == 0
+    assert table.loc["b", "final loss"] == 1.0
+    summary = equal_compute_summary(table.reset_index())
+    assert "about the same CPU time" in summary and "from 4.0 s (b) to 20.0 s (a)" in summary
+
+
+def test_training_figures_from_a_real_log(validated: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    from segbench.report import training_figure, training_table
+
+    logs = [pd.read_parquet(d / "train_log.parquet").assign(model=d.name) for d in (validated, uninterrupted)]
+    train_log = pd.concat(logs, ignore_index=True)
+    table = training_table(train_log).set_index("model")
+    last = logs[0].iloc[-1]
+    assert table.loc[validated.name, "val mIoU (%)"] == 100 * last["val_miou"]
+    assert table.loc[validated.name, "CPU (s)"] == last["cpu_s"] > 0
+    assert training_figure(train_log, tmp_path) == ["figures/training_loss.png", "figures/validation_miou.png"]
+    assert (tmp_path / "validation_miou.png").stat().st_size > 1000
+    (tmp_path / "plain").mkdir()
+    assert training_figure(logs[1], tmp_path / "plain") == ["figures/training_loss.png"]
+
+
 # --- GPU training as the papers did it, exercised on the CPU -----------------------------------
 
 
@@ -277,7 +428,8 @@ def test_bf16_autocast_trains(tiny_dataset: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ddp_with_two_processes_equals_one_process(tiny_dataset: Path, tmp_path: Path) -> None:
     """torchrun, gloo, 2 processes of batch 2 vs 1 process of batch 4: the same loss curve and
-    weights. U-Net without dropout: no batch norm (SyncBN is CUDA-only) and no per-process masks."""
+    weights, validation passes on rank 0 included. U-Net without dropout: no batch norm (SyncBN
+    is CUDA-only) and no per-process masks."""
     import subprocess
     import sys
 
@@ -285,7 +437,7 @@ def test_ddp_with_two_processes_equals_one_process(tiny_dataset: Path, tmp_path:
     args = [
         "train", "--data", str(tiny_dataset), "--split", "train", "--model", "unet_same", "--width", "0.0625",
         "--option", "dropout=0", "--iterations", "4", "--batch-size", "4", "--crop-size", "32", "--log-every", "1",
-        "--device", "cpu", "--threads", "2",
+        "--val-every", "2", "--val-images", "2", "--device", "cpu", "--threads", "2",
     ]
     subprocess.run(
         [str(bin_dir / "torchrun"), "--standalone", "--nproc-per-node", "2", "-m", "segbench", *args,
@@ -299,6 +451,7 @@ def test_ddp_with_two_processes_equals_one_process(tiny_dataset: Path, tmp_path:
     logs = [pd.read_parquet(tmp_path / d / "train_log.parquet") for d in ("ddp", "one")]
     np.testing.assert_allclose(logs[0]["loss"], logs[1]["loss"], rtol=1e-5)
     assert logs[0]["iteration"].tolist() == [1, 2, 3, 4]
+    assert logs[0]["val_images"].tolist() == [0, 2, 0, 2] and logs[0]["val_miou"].iloc[[1, 3]].between(0, 1).all()
     # Rank 0 alone writes: one checkpoint, one log, no leftovers.
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["checkpoint.pt", "train_log.parquet"]
 
@@ -315,3 +468,30 @@ def test_staged_training_starts_from_the_earlier_run(tiny_dataset: Path, tmp_pat
         assert torch.equal(state[key], value), key
     with pytest.raises(InputError, match="no weight of this checkpoint fits"):
         initialise_from(build_model("unet_same", width=0.125), tmp_path / "32s" / "checkpoint.pt")
+
+
+def test_zero_iterations_evaluate_the_init_weights_as_another_variant(tiny_dataset: Path, tmp_path: Path) -> None:
+    """DeepLab v3 trained at output stride 16 and scored at 8 (Chen et al. 2017, Table 6): the
+    OS8 variant's run of 0 iterations holds exactly the trained weights and logs no step."""
+    import segbench.train as train_module
+
+    trained = _run(tiny_dataset, tmp_path / "os16", model="deeplabv3_resnet50", iterations=2, log_every=1)
+    config = TrainConfig(**{**RESUME_SETTINGS, "iterations": 0})
+    evaluated = train(
+        data_root=tiny_dataset, split="train", model_name="deeplabv3_resnet50", out_dir=tmp_path / "os8",
+        config=config, width=0.0625, init_from=trained, options={"output_stride": 8},
+    )
+    state_a, state_b = (torch.load(path)["state_dict"] for path in (trained, evaluated))
+    assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    log = pd.read_parquet(tmp_path / "os8" / "train_log.parquet")
+    assert log.empty
+    # Both logs have the same columns, so that collect can stack them.
+    assert list(log.columns) == list(pd.read_parquet(tmp_path / "os16" / "train_log.parquet").columns)
+    assert set(train_module.LOG_COLUMNS) <= set(log.columns)
+    with pytest.raises(InputError, match="init_from, which is not given"):
+        train(data_root=tiny_dataset, split="train", model_name="fcn8s", out_dir=tmp_path / "x", config=config, width=0.0625)
+    with pytest.raises(InputError, match="tensors fit"):
+        train(
+            data_root=tiny_dataset, split="train", model_name="pspnet_resnet50", out_dir=tmp_path / "y",
+            config=config, width=0.0625, init_from=trained,
+        )

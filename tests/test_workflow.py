@@ -18,9 +18,11 @@ TINY = {
     "dataset": {
         "name": "tiny",
         "source": "synthetic",
+        "num_classes": 9,
         "synthetic": {"seed": 1, "num_train": 8, "num_val": 3, "height": 40, "width": 56},
     },
-    "train": {"iterations": 2, "batch_size": 2, "crop_size": 32},
+    # A validation pass at the last iteration only (val_every: a multiple of log_every's 10).
+    "train": {"iterations": 2, "batch_size": 2, "crop_size": 32, "val_every": 10, "val_images": 2},
     "models": {
         "fcn8s_tiny": {"arch": "fcn8s", "width": 0.0625},
         "fcn32s_tiny": {"arch": "fcn32s", "width": 0.0625, "train": {"lr": 0.001}},
@@ -73,13 +75,18 @@ def test_end_to_end(tmp_path: Path) -> None:
     report = tmp_path / "results" / "report"
     html = (report / "index.html").read_text()
     assert "fcn8s_tiny" in html and "paper mIoU" in html and "CRF speed" in html and "final loss" in html
+    assert "Equal compute" in html and "val mIoU (%)" in html
     assert "The papers&#x27; claims" in html or "The papers' claims" in html
     assert "The dense CRF improves mIoU" in html and "mIoU 95% CI" in html
     train_log = pd.read_parquet(tmp_path / "results" / "train_log.parquet")
     assert train_log.groupby("model")["iteration"].max().to_dict() == {
         name: run.get("train", {}).get("iterations", TINY["train"]["iterations"]) for name, run in TINY["models"].items()
     }
-    for name in ("miou", "speed_accuracy", "per_class_iou", "crf_search", "training_loss", "qualitative_fcn8s_tiny"):
+    passes = train_log[train_log["val_images"] > 0]
+    assert passes["iteration"].tolist() == [2, 2] and passes["val_images"].eq(2).all()
+    for name in (
+        "miou", "speed_accuracy", "per_class_iou", "crf_search", "training_loss", "validation_miou", "qualitative_fcn8s_tiny"
+    ):
         assert (report / "figures" / f"{name}.png").stat().st_size > 1000
     for stage in ("train", "predict", "crf_search", "crf", "evaluate", "bench"):
         assert (tmp_path / "results" / "tiny" / "fcn8s_tiny" / "logs" / f"{stage}.log").is_file()
@@ -94,6 +101,14 @@ def test_schema_rejects_a_bad_field_by_name(tmp_path: Path) -> None:
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "width" in output and "-1" in output
+
+
+def test_embedded_dataset_needs_its_own_class_count(tmp_path: Path) -> None:
+    """VOC's 21 on the 9-class embedded dataset would score outputs no label can match."""
+    bad = {**TINY, "dataset": {**TINY["dataset"], "num_classes": 21}}
+    result = snakemake(tmp_path, bad, "--dry-run", "--cores", "1")
+    assert result.returncode != 0
+    assert "dataset.num_classes: the embedded dataset has 9 classes" in result.stdout + result.stderr
 
 
 def test_lint_is_clean() -> None:

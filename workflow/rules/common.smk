@@ -14,6 +14,14 @@ TRAIN_OVERRIDES = {name: dict(run.get("train") or {}) for name, run in config.ge
 validate(config, schema="../schemas/config.schema.yaml")
 
 DATASET = config["dataset"]["name"]
+if config["dataset"]["source"] == "synthetic":
+    from segbench.data.synthetic import CLASSES
+
+    if config["dataset"]["num_classes"] != len(CLASSES):
+        raise ValueError(
+            f"dataset.num_classes: the embedded dataset has {len(CLASSES)} classes ({', '.join(CLASSES)}), "
+            f"not {config['dataset']['num_classes']}"
+        )
 
 
 def expand_seeds(models, overrides):
@@ -142,6 +150,7 @@ def train_args(wildcards, input):
         f"--model {run['arch']}",
         f"--width {run['width']}",
         f"--split {config['dataset']['train_split']}",
+        f"--val-split {config['dataset']['val_split']}",
         f"--num-classes {config['dataset']['num_classes']}",
         f"--pretrained-backbone {run['pretrained_backbone']}",
         flags(settings),
