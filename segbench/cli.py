@@ -123,7 +123,6 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from segbench.data.voc import class_names
     from segbench.train import Preempted, train
 
     if args.threads:
@@ -133,7 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         path = train(
             data_root=args.data, split=args.split, model_name=args.model, out_dir=args.out_dir,
             config=_dataclass_from_args(TrainConfig, args), width=args.width,
-            num_classes=args.num_classes or len(class_names(args.data)),
+            num_classes=args.num_classes,
             options=dict(args.option), pretrained_backbone=args.pretrained_backbone, init_from=args.init_from,
             device=args.device, config_hash=args.config_hash, run_name=args.run_name, val_split=args.val_split,
         )

@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from segbench.checkpoint import read_checkpoint, save_checkpoint
 from segbench.data.dataset import TrainTransform, VOCSegmentation
-from segbench.data.voc import VOID, class_pixel_counts
+from segbench.data.voc import VOID, class_names, class_pixel_counts
 from segbench.errors import InputError
 from segbench.io import atomic_path, write_parquet
 from segbench.models import build_model
@@ -585,7 +585,7 @@ def train(
     model_name: str,
     out_dir: str | Path,
     config: TrainConfig,
-    num_classes: int = 21,
+    num_classes: int | None = None,
     width: float = 1.0,
     options: dict[str, Any] | None = None,
     pretrained_backbone: bool | str = False,
@@ -597,9 +597,11 @@ def train(
 ) -> Path:
     """Train ``model_name``; writes ``checkpoint.pt`` and ``train_log.parquet`` to ``out_dir``.
 
-    Resumes from ``out_dir/resume.pt`` when an earlier attempt left one; raises ``Preempted``
-    after saving one on SIGTERM/SIGUSR1.
+    ``num_classes`` defaults to the dataset's (its classes.txt, or VOC's 21). Resumes from
+    ``out_dir/resume.pt`` when an earlier attempt left one; raises ``Preempted`` after saving
+    one on SIGTERM/SIGUSR1.
     """
+    num_classes = num_classes or len(class_names(data_root))
     options = dict(options or {})
     out_dir = Path(out_dir)
     run = setup(

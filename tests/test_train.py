@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from segbench.checkpoint import load_checkpoint
+from segbench.data.synthetic import CLASSES
 from segbench.errors import InputError
 from segbench.models import build_model
 from segbench.train import TrainConfig, lr_factor, median_frequency_weights, segmentation_loss, train
@@ -65,7 +66,7 @@ def _train(root: Path, out: Path, name: str, **settings: object) -> tuple[torch.
 
 def _distance_from_init(model: torch.nn.Module, name: str) -> float:
     torch.manual_seed(0)  # train() seeds with config.seed (0) before building the model
-    start = build_model(name, num_classes=21, width=0.125).state_dict()
+    start = build_model(name, num_classes=len(CLASSES), width=0.125).state_dict()  # train()'s default: the dataset's
     return sum((p - start[k]).norm().item() for k, p in model.state_dict().items() if p.is_floating_point())
 
 
@@ -461,7 +462,7 @@ def test_staged_training_starts_from_the_earlier_run(tiny_dataset: Path, tmp_pat
     from segbench.train import initialise_from
 
     first = _train(tiny_dataset, tmp_path / "32s", "fcn32s")[0].state_dict()
-    model = build_model("fcn16s", width=0.125)
+    model = build_model("fcn16s", num_classes=len(CLASSES), width=0.125)
     assert initialise_from(model, tmp_path / "32s" / "checkpoint.pt") == len(first)
     state = model.state_dict()
     for key, value in first.items():
