@@ -23,14 +23,14 @@ from segbench.metrics import VOID
 
 # Half-width of the boundary band, in ground-truth pixels. DeepLab's Fig. 5 plots widths of 0-40 px
 # on VOC's ~500x375 images and the CRF's and decoder's gains are largest at the narrow end; the
-# embedded images are 128x160, about a third of VOC's side, so 3 px here is VOC's ~9 px. It is also
+# embedded images are 96x128, about a quarter of VOC's side, so 3 px here is VOC's ~12 px. It is also
 # below half an output-stride-8 cell (4 px): the errors of coarse, upsampled logits fall in the band.
 BOUNDARY_BAND = 3
 # Object-size bucket edges as fractions of the image area. COCO's edges are absolute (32^2 and
-# 96^2 px: 0.5 % and 4.9 % of a 500x375 VOC image, but 5 % and 45 % of a 128x160 embedded one), so
+# 96^2 px: 0.5 % and 4.9 % of a 500x375 VOC image, but 8 % and 75 % of a 96x128 embedded one), so
 # they are scaled to the image here, a decade apart at 1 % and 10 %. On 200 embedded images that
-# puts 70 / 19 / 11 % of objects (3 / 23 / 74 % of object pixels) in small / medium / large, with
-# small objects in 82 % of the images and large ones in 38 %: every bucket is populated.
+# puts 46 / 39 / 14 % of objects (3 / 27 / 70 % of object pixels) in small / medium / large, with
+# small objects in 94 % of the images and large ones in 75 %: every bucket is populated.
 SIZE_EDGES = (0.01, 0.10)
 SIZE_BUCKETS = ("small", "medium", "large")
 REGIONS = ("image", "boundary", *SIZE_BUCKETS)

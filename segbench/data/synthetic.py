@@ -2,8 +2,9 @@
 
 Deterministic from a seed (each image draws from its own generator keyed by
 ``(seed, split, index)``, so changing one split's size leaves the other split
-unchanged). It is built so that, on a CPU budget of minutes, every architecture
-learns something and the papers' claims have something to act on:
+unchanged). It is built so that, on a CPU budget of minutes, the networks that can
+learn from scratch that fast do, and the papers' claims have something to act on
+(what each architecture reaches, and what the plain VGG networks do not: docs/BENCHMARKS.md):
 
 * 8 object classes. Six are told by colour: one hue each, 60 degrees apart, in
   any outline (ellipse, rectangle, triangle, polygon or a thin bar), striped or
