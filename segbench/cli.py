@@ -131,8 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         path = train(
             data_root=args.data, split=args.split, model_name=args.model, out_dir=args.out_dir,
-            config=_dataclass_from_args(TrainConfig, args), width=args.width,
-            num_classes=args.num_classes,
+            config=_dataclass_from_args(TrainConfig, args), num_classes=args.num_classes, width=args.width,
             options=dict(args.option), pretrained_backbone=args.pretrained_backbone, init_from=args.init_from,
             device=args.device, config_hash=args.config_hash, run_name=args.run_name, val_split=args.val_split,
         )

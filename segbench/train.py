@@ -601,7 +601,8 @@ def train(
     ``out_dir/resume.pt`` when an earlier attempt left one; raises ``Preempted`` after saving
     one on SIGTERM/SIGUSR1.
     """
-    num_classes = num_classes or len(class_names(data_root))
+    if num_classes is None:
+        num_classes = len(class_names(data_root))
     options = dict(options or {})
     out_dir = Path(out_dir)
     run = setup(

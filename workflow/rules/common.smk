@@ -55,10 +55,10 @@ for _name in RUNS:
             raise ValueError(f"models.{_name}.init_from: the runs start from each other ({' -> '.join(_seen + [_source])})")
         _seen.append(_source)
 SEARCH = config["crf"]["search"]
-# The columns of metrics.parquet change with segbench (2: bootstrap intervals). As a rule
+# The columns of metrics.parquet change with segbench (2: bootstrap intervals; 3: region). As a rule
 # parameter it reruns evaluate and majority_baseline when it changes, so that collect never
 # meets a table of an older layout beside newer ones. Bump it with any change of columns.
-METRICS_SCHEMA = 2
+METRICS_SCHEMA = 3
 ENV = "../../environment.yml"
 
 
