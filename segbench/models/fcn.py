@@ -8,9 +8,12 @@ the reference Caffe nets (fcn.berkeleyvision.org, voc-fcn{32,16,8}s):
   (ceil mode, as Caffe) and the unpadded 7x7 fc6; crops with the reference
   offsets (19 / 27 / 31, and 5, 9 for the pool4/pool3 scores) re-align the
   outputs with the input;
-* fc6/fc7 are convolutionalised: 7x7x4096 and 1x1x4096, with dropout 0.5;
-* the score layers that feed skips (score_pool4, score_pool3) start at zero,
-  so training starts from the coarser net's predictions (Section 4.2);
+* fc6/fc7 are convolutionalised: 7x7x4096 and 1x1x4096, each followed by
+  Caffe's element-wise dropout 0.5 (not channel-wise Dropout2d);
+* every score layer starts at zero ("random initialization yielded neither
+  better performance nor faster convergence", Section 4.3, Optimization), so
+  the skips' (score_pool4, score_pool3) training starts from the coarser net's
+  predictions (Section 4.2);
 * 2x upsampling deconvolutions start as bilinear interpolation and are learnt;
   the final upsampling (32x, 16x or 8x) is fixed bilinear (Section 3.3).
 
@@ -50,7 +53,7 @@ class FCN(nn.Module):
         c3, c4, c5, fc = (scaled(c, width) for c in (256, 512, 512, 4096))
         self.fc6 = nn.Conv2d(c5, fc, 7)
         self.fc7 = nn.Conv2d(fc, fc, 1)
-        self.drop = nn.Dropout2d(0.5)
+        self.drop = nn.Dropout(0.5)
         self.score_fr = nn.Conv2d(fc, num_classes, 1)
         init_kaiming(self)
         if stride <= 16:
