@@ -10,7 +10,7 @@ CORES ?= all
 # Rules call `segbench`; put the venv's scripts first on PATH for them.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup slurm-deps demo test lint bench clean
+.PHONY: setup slurm-deps demo test lint clean
 
 setup: $(STAMP)
 

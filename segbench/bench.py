@@ -1,16 +1,21 @@
 """Speed and size of a model, measured in-process (DESIGN.md house rule 7).
 
-Latency: ``warmup`` untimed forwards, then ``repeats`` timed ones (CUDA is
+Latency is that of one image (batch 1), as the real-time segmentation papers
+quote it: ``warmup`` untimed forwards, then ``repeats`` timed ones (CUDA is
 synchronised around each), reported as median and 90th percentile; FPS is
-batch / median. Parameters are counted; FLOPs come from PyTorch's
-``FlopCounterMode`` (2 FLOPs per multiply-add, convolutions and matmuls), so
-``gmacs`` = gflops / 2 compares with papers that quote multiply-adds. Memory
-is the forward pass's peak above what the process held before it: CUDA's
-allocator peak on a GPU, the resident set size sampled every 0.5 ms on a CPU.
+1000 / median. Throughput is images/s at a larger batch, which keeps a GPU (or
+many cores) busier: batch / the median time of a batch. Parameters are
+counted; FLOPs come from PyTorch's ``FlopCounterMode`` (2 FLOPs per multiply-add,
+convolutions and matmuls), so ``gmacs`` = gflops / 2 compares with papers that
+quote multiply-adds. Memory is the batch-1 forward pass's peak above what the
+process held before it: CUDA's allocator peak on a GPU, the resident set size
+sampled every 0.5 ms on a CPU. Every row records the device, torch's thread
+count and the options it ran under (memory format, ``torch.compile``, autocast).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 import threading
@@ -32,15 +37,19 @@ from segbench.checkpoint import load_checkpoint
 from segbench.crf import PRESETS, CRFParams, keep_freed_memory, mean_field, parallel_map, refine_image, run_crf, unary_energy, upsample
 from segbench.data.synthetic import generate
 from segbench.data.voc import read_ids, read_image, read_label_png, voc_dir, voc_palette
-from segbench.io import write_label_png, write_npz, write_parquet
+from segbench.errors import InputError
+from segbench.io import read_parquet, write_label_png, write_npz, write_parquet
 from segbench.models import build_model
 from segbench.models.backbones.resnet import ResNet
 from segbench.models.backbones.vgg import vgg16_stages
 from segbench.models.deeplab_v3 import from_torchvision_state_dict
 from segbench.predict import compact_probabilities
 from segbench.provenance import provenance
+from segbench.runtime import autocast, resolve_device
 from segbench.runtime import memory_format as torch_memory_format
-from segbench.runtime import resolve_device
+
+# bench-crf's metric that bench adds to the model's latency for its end-to-end time.
+CRF_PER_IMAGE = "crf_stage_per_image_1proc"
 
 
 def _sync(device: torch.device) -> None:
@@ -48,16 +57,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_forward(model: nn.Module, x: torch.Tensor, *, warmup: int, repeats: int) -> list[float]:
-    """Per-forward wall times in milliseconds."""
+def device_label(device: torch.device) -> str:
+    """``cpu``, or ``cuda:`` and the GPU's model (``cuda:NVIDIA H200``): speed depends on the
+    model of GPU, not on its index."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+def time_forward(forward: Callable[[torch.Tensor], Any], x: torch.Tensor, *, warmup: int, repeats: int) -> list[float]:
+    """Per-call wall times of ``forward(x)`` in milliseconds."""
     times = []
     with torch.inference_mode():
         for _ in range(warmup):
-            model(x)
+            forward(x)
         _sync(x.device)
-        for _ in tqdm(range(repeats), desc="latency", unit="run", leave=False):
+        for _ in tqdm(range(repeats), desc=f"batch {len(x)}", unit="run", leave=False):
             start = time.perf_counter()
-            model(x)
+            forward(x)
             _sync(x.device)
             times.append((time.perf_counter() - start) * 1000)
     return times
@@ -100,30 +117,59 @@ def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> float:
     return max(0, max(peak, process.memory_info().rss) - before) / 2**20
 
 
+def crf_seconds_per_image(crf_bench: str | Path, *, height: int, width: int, num_classes: int) -> float:
+    """The CRF stage's seconds per image in one process, from a ``segbench bench-crf`` table
+    measured at ``height`` x ``width`` with ``num_classes`` classes (its cost grows with both)."""
+    table = read_parquet(crf_bench)
+    rows = table[table["metric"] == CRF_PER_IMAGE] if "metric" in table.columns else table.iloc[:0]
+    if rows.empty:
+        raise InputError(f"{crf_bench}: no {CRF_PER_IMAGE} row; expected a table of segbench bench-crf")
+    row = rows.iloc[0]
+    measured = (int(row["input_height"]), int(row["input_width"]), int(row["classes"]))
+    if measured != (height, width, num_classes):
+        raise InputError(
+            f"{crf_bench}: the CRF was timed at {measured[0]}x{measured[1]} with {measured[2]} classes, the model "
+            f"runs at {height}x{width} with {num_classes}: time the CRF at the model's size and classes"
+        )
+    return float(row["value"])
+
+
 def bench(
     *,
     out: str | Path,
     checkpoint: str | Path | None = None,
-    model_name: str | None = None,
+    arch: str | None = None,
     width: float = 1.0,
     num_classes: int = 21,
     height: int = 512,
     input_width: int = 512,
-    batch: int = 1,
+    throughput_batch: int = 8,
     warmup: int = 3,
     repeats: int = 20,
     threads: int | None = None,
     device: str = "auto",
-    run_name: str | None = None,
+    memory_format: str = "channels_last",
+    compile: bool = False,
+    amp: str = "off",
+    crf_bench: str | Path | None = None,
+    run_name: str = "",
     dataset: str = "",
     config_hash: str = "",
-    memory_format: str = "channels_last",
 ) -> pd.DataFrame:
-    """Measure one model (from a checkpoint, or freshly built by name) and write a tidy table."""
-    if (checkpoint is None) == (model_name is None):
-        raise ValueError("give exactly one of checkpoint or model_name")
-    if repeats < 1 or warmup < 0 or batch < 1:
-        raise ValueError("need repeats >= 1, warmup >= 0 and batch >= 1")
+    """Measure one model (from a checkpoint, or an architecture freshly built) and write a tidy table.
+
+    The throughput is timed on ``ceil(repeats / throughput_batch)`` batches after
+    ``ceil(warmup / throughput_batch)`` warm-up batches: about as many images as the latency,
+    so that it costs about as much. With ``compile``, the model runs through ``torch.compile``
+    (one static graph per input shape, compiled by an untimed call before anything is measured
+    at that shape); FLOPs are counted on the eager model, whose arithmetic it is. ``amp``
+    ("off", "bf16", "fp16") runs the forwards under autocast. With ``crf_bench`` (a
+    ``bench-crf`` table at this input size and class count), a row ``e2e_latency`` adds the CRF.
+    """
+    if (checkpoint is None) == (arch is None):
+        raise ValueError("give exactly one of checkpoint or arch")
+    if repeats < 1 or warmup < 0 or throughput_batch < 1:
+        raise ValueError("need repeats >= 1, warmup >= 0 and throughput_batch >= 1")
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -133,24 +179,51 @@ def bench(
         seed = payload.get("meta", {}).get("seed")
     else:
         torch.manual_seed(0)
-        model = build_model(model_name, num_classes=num_classes, width=width).to(dev).eval()
-        arch, seed = model_name, None
+        model = build_model(arch, num_classes=num_classes, width=width).to(dev).eval()
+        seed = None
+    crf_s = None
+    if crf_bench is not None:  # read first: a mismatched table is an error before minutes of timing
+        crf_s = crf_seconds_per_image(crf_bench, height=height, width=input_width, num_classes=num_classes)
     model = model.to(memory_format=torch_memory_format(memory_format))
-    x = torch.randn(batch, 3, height, input_width, device=dev)
-    with torch.inference_mode():
-        memory = peak_memory_mb(lambda: model(x), dev)
-    times = time_forward(model, x, warmup=warmup, repeats=repeats)
-    flops = count_flops(model, x)
+    # dynamic=False: a static graph per input shape (batch 1, the throughput batch), as an
+    # inference server compiles for its batch sizes.
+    runnable = torch.compile(model, dynamic=False) if compile else model
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), autocast(dev, amp):
+            return runnable(x)
+
+    def ready(x: torch.Tensor) -> torch.Tensor:
+        if compile:
+            forward(x)  # compiles the graph for this shape; neither timed nor counted in memory
+        return x
+
+    single = ready(torch.randn(1, 3, height, input_width, device=dev))
+    memory = peak_memory_mb(lambda: forward(single), dev)
+    times = time_forward(forward, single, warmup=warmup, repeats=repeats)
+    batched = ready(torch.randn(throughput_batch, 3, height, input_width, device=dev))
+    batch_times = time_forward(
+        forward, batched, warmup=math.ceil(warmup / throughput_batch), repeats=math.ceil(repeats / throughput_batch)
+    )
+    flops = count_flops(model, single)
     median = statistics.median(times)
+    # (metric, value, unit, images per forward behind the figure)
     measured = [
-        ("latency_median", median, "ms"),
-        ("latency_p90", float(np.percentile(times, 90)), "ms"),
-        ("fps", 1000.0 * batch / median, "images/s"),
-        ("params", sum(p.numel() for p in model.parameters()) / 1e6, "M"),
-        ("gflops", flops / 1e9, "GFLOP"),
-        ("gmacs", flops / 2e9, "G multiply-adds"),
-        ("peak_memory", memory, "MiB"),
+        ("latency_median", median, "ms", 1),
+        ("latency_p90", float(np.percentile(times, 90)), "ms", 1),
+        ("fps", 1000.0 / median, "images/s", 1),
+        ("throughput", 1000.0 * throughput_batch / statistics.median(batch_times), "images/s", throughput_batch),
+        ("params", sum(p.numel() for p in model.parameters()) / 1e6, "M", 1),
+        ("gflops", flops / 1e9, "GFLOP", 1),
+        ("gmacs", flops / 2e9, "G multiply-adds", 1),
+        ("peak_memory", memory, "MiB", 1),
     ]
+    if crf_s is not None:
+        # One image through the network and the CRF: the median batch-1 forward above (the input
+        # already on the device; decoding, normalisation, softmax and the stored probabilities of
+        # the predict stage not included) + bench-crf's CRF stage per image in one process
+        # (reading the image and probabilities, upsampling, -log p, mean field, argmax, PNG).
+        measured.append(("e2e_latency", median + 1000.0 * crf_s, "ms", 1))
     context = {
         "dataset": dataset,
         "model": run_name or arch,
@@ -158,13 +231,16 @@ def bench(
         "width": width,
         "input_height": height,
         "input_width": input_width,
-        "batch": batch,
         "threads": torch.get_num_threads(),
         "repeats": repeats,
         "memory_format": memory_format,
+        "compile": compile,
+        "amp": amp,
     }
-    prov = provenance(device=str(dev), seed=seed, config_hash=config_hash)
-    table = pd.DataFrame([{**context, "metric": m, "value": float(v), "unit": u, **prov} for m, v, u in measured])
+    prov = provenance(device=device_label(dev), seed=seed, config_hash=config_hash)
+    table = pd.DataFrame(
+        [{**context, "batch": b, "metric": m, "value": float(v), "unit": u, **prov} for m, v, u, b in measured]
+    )
     write_parquet(table, out)
     return table
 
@@ -197,13 +273,15 @@ def bench_crf(
     width: int = 500,
     num_classes: int = 21,
     images: int | None = None,
-    iterations: int = 10,
+    preset: str = "deeplab",
+    iterations: int | None = None,
     processes: int | None = None,
     prob_stride: int = 8,
     repeats: int = 3,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Time the CRF stage at VOC size against pydensecrf's own inference.
+    """Time the CRF stage at ``height`` x ``width`` (by default VOC's size) against pydensecrf's own
+    inference, with ``preset``'s kernels and mean-field iterations (or ``iterations``).
 
     Scenes come from the embedded generator at ``height x width``; their
     probabilities are noisy versions of the ground truth, stored compactly as
@@ -219,6 +297,8 @@ def bench_crf(
       (inferences running side by side share the memory bandwidth, so even it
       does not scale by ``processes``).
 
+    With ``processes`` 1, only the first two (and no parallel figures).
+
     The parallel blocks run in reverse order every other round, so that a
     steady drift favours none. Reported: medians over the rounds.
     ``images`` defaults to 16 per process: with fewer, the last image of one
@@ -229,7 +309,7 @@ def bench_crf(
     processes = processes or psutil.cpu_count(logical=True) or 1
     images = images or 16 * processes
     keep_freed_memory()
-    params = replace(PRESETS["deeplab"], iterations=iterations)
+    params = PRESETS[preset] if iterations is None else replace(PRESETS[preset], iterations=iterations)
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory(prefix="segbench-crf-bench-") as tmp:
         root = Path(tmp) / "data"
@@ -246,7 +326,6 @@ def bench_crf(
         palette = voc_palette()
         own: list[float] = []
         overhead: list[float] = []
-        blocks: dict[str | int, list[float]] = {"ceiling": [], 1: [], processes: []}
 
         def pydensecrf_in_workers() -> None:
             with parallel_map(processes) as imap:
@@ -256,7 +335,10 @@ def bench_crf(
             out_dir = Path(tmp) / f"crf{workers}"
             return lambda: run_crf(data_root=root, split="val", probs_dir=probs_dir, out_dir=out_dir, params=params, threads=workers)
 
-        timed = {"ceiling": pydensecrf_in_workers, 1: stage(1), processes: stage(processes)}
+        timed: dict[str | int, Callable[[], Any]] = {1: stage(1)}
+        if processes > 1:
+            timed = {"ceiling": pydensecrf_in_workers, 1: stage(1), processes: stage(processes)}
+        blocks: dict[str | int, list[float]] = {name: [] for name in timed}
         _CEILING_INPUTS[:] = inputs
         for round_index in tqdm(range(repeats), desc="crf bench", unit="round"):
             per_image = []
@@ -276,17 +358,23 @@ def bench_crf(
         probs_bytes = statistics.mean(p.stat().st_size for p in probs_dir.glob("*.npz"))
         _CEILING_INPUTS.clear()
     own_s = statistics.median(own)
-    measured = [
-        ("crf_pydensecrf_per_image", own_s, "s"),
-        ("crf_stage_per_image_1proc", stage_s[1], "s"),
-        ("crf_stage_overhead", 100 * statistics.median(overhead), "%"),
-        ("crf_throughput_1proc", 1 / stage_s[1], "images/s"),
+    parallel = [
         (f"crf_throughput_{processes}proc", 1 / stage_s[processes], "images/s"),
         ("crf_parallel_speedup", stage_s[1] / stage_s[processes], "x"),
         ("crf_pydensecrf_parallel_speedup", own_s / stage_s["ceiling"], "x"),
+    ] if processes > 1 else []
+    measured = [
+        ("crf_pydensecrf_per_image", own_s, "s"),
+        (CRF_PER_IMAGE, stage_s[1], "s"),
+        ("crf_stage_overhead", 100 * statistics.median(overhead), "%"),
+        ("crf_throughput_1proc", 1 / stage_s[1], "images/s"),
+        *parallel,
         ("probs_kib_per_image", probs_bytes / 1024, "KiB"),
     ]
-    context = {"input_height": height, "input_width": width, "classes": num_classes, "iterations": iterations, "images": images, "processes": processes, "repeats": repeats}
+    context = {
+        "input_height": height, "input_width": width, "classes": num_classes, "preset": preset,
+        "iterations": params.iterations, "images": images, "processes": processes, "repeats": repeats,
+    }
     prov = provenance(device="cpu", seed=seed, config_hash="")
     table = pd.DataFrame([{**context, "metric": m, "value": float(v), "unit": u, **prov} for m, v, u in measured])
     write_parquet(table, out)

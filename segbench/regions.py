@@ -11,7 +11,8 @@ Two analyses of the papers need scores restricted to some pixels of each image:
 Both are scored by pixel accuracy, as Kohli et al. and Kraehenbuehl & Koltun 2011 (arXiv:1210.5644)
 score the trimap (DeepLab reports mean IoU there). Every region is a mask on the ground truth, so it
 is the same for every model and the CRF, and a region's confusion matrix is the image's with the
-pixels outside the mask made void.
+pixels outside the mask made void. The band of every width comes from one distance transform per
+image (``squared_boundary_distance``), which segbench.boundary's trimap curve shares.
 """
 
 from __future__ import annotations
@@ -44,39 +45,84 @@ REGION_NAMES = {
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
-def boundary_band(target: np.ndarray, *, half_width: int = BOUNDARY_BAND) -> np.ndarray:
-    """Non-void pixels whose ``(2 half_width + 1)``-square window holds more than one label.
+def label_changes(labels: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour of another label: both pixels of every such pair.
 
-    That is, pixels at most ``half_width`` px (chessboard distance) from a pixel of another
-    ground-truth label: a straight change of label gets ``half_width`` px on each side. Void counts
-    as a label, so the void outlines VOC draws around objects mark boundaries, as in DeepLab's
-    trimap ("pixels that are located within a narrow band (called trimap) of 'void' labels",
-    arXiv:1412.7062, "Mean pixel IOU along object boundaries"). The image's edge is not a boundary
-    (the filters reflect, adding no label).
+    With ground truth, void (255) counts as a label, so the labelled pixels along a void outline
+    and the void pixels along it are both marked. The image's edge is no change.
     """
-    size = 2 * half_width + 1
-    mixed = scipy.ndimage.maximum_filter(target, size=size) != scipy.ndimage.minimum_filter(target, size=size)
-    return mixed & (target != VOID)
+    changes = np.zeros(labels.shape, dtype=bool)
+    vertical = labels[1:] != labels[:-1]
+    changes[1:] |= vertical
+    changes[:-1] |= vertical
+    horizontal = labels[:, 1:] != labels[:, :-1]
+    changes[:, 1:] |= horizontal
+    changes[:, :-1] |= horizontal
+    return changes
 
 
-def object_sizes(target: np.ndarray) -> dict[str, np.ndarray]:
-    """Masks of the pixels of small, medium and large ground-truth objects.
+def squared_boundary_distance(target: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distance (px^2, int32) from each pixel to the nearest pixel of ``label_changes``.
+
+    From scipy's exact Euclidean feature transform (Maurer et al. 2003, IEEE TPAMI 25(2), as
+    ``scipy.ndimage.distance_transform_edt``); the distance is kept squared and integral, so that
+    bands compare exactly (``d < w`` is ``d^2 < w^2``) and no square root is paid. An image without
+    any change of label is everywhere farther than any band: the largest int32.
+    """
+    changes = label_changes(target)
+    if not changes.any():
+        return np.full(target.shape, np.iinfo(np.int32).max, np.int32)
+    nearest = scipy.ndimage.distance_transform_edt(~changes, return_distances=False, return_indices=True)
+    rows, columns = nearest  # int32 views, turned into squared offsets in place
+    rows -= np.arange(target.shape[0], dtype=np.int32)[:, None]
+    columns -= np.arange(target.shape[1], dtype=np.int32)[None, :]
+    rows *= rows
+    columns *= columns
+    rows += columns
+    return rows
+
+
+def boundary_band(target: np.ndarray, *, half_width: int = BOUNDARY_BAND) -> np.ndarray:
+    """Non-void pixels less than ``half_width`` px (Euclidean) from a pixel of ``label_changes``.
+
+    A straight change of label gets ``half_width`` px on each side (the pixels of the change are
+    at distance 0, the next ones at 1, ...); void counts as a label, so the void outlines VOC draws
+    around objects mark boundaries, as in DeepLab's trimap ("pixels that are located within a
+    narrow band (called trimap) of 'void' labels", arXiv:1412.7062, "Mean pixel IOU along object
+    boundaries"), and so does a change of label with no void drawn, as in masks without void.
+    DeepLab's own script dilated the void pixels by a (2w + 1)-square (chessboard distance <= w:
+    segbench.boundary): along straight outlines the same w px, a square instead of a disc at
+    corners. The image's edge is not a boundary. segbench.evaluate takes this band from the
+    trimap's of the same width, which shares its distance transform.
+    """
+    return (squared_boundary_distance(target) < half_width**2) & (target != VOID)
+
+
+def size_buckets(target: np.ndarray) -> np.ndarray:
+    """Each pixel's object-size bucket: 0 for no object, else 1 + its index in ``SIZE_BUCKETS`` (uint8).
 
     An object is a connected component (8-connectivity) of one foreground class; background
     (class 0) is not an object and void is no class. Its bucket is its area over the image's
     area, against ``SIZE_EDGES``. Two touching objects of one class are one component, as in any
-    semantic (not instance) annotation.
+    semantic (not instance) annotation. Each class is labelled inside its bounding box only
+    (``scipy.ndimage.find_objects``), which holds all of its components.
     """
-    fraction = np.zeros(target.shape)
-    for label in np.unique(target):
-        if label in (0, VOID):
+    buckets = np.zeros(target.shape, np.uint8)
+    for label, box in enumerate(scipy.ndimage.find_objects(target), start=1):
+        if box is None or label == VOID:
             continue
-        components, _ = scipy.ndimage.label(target == label, structure=_EIGHT_CONNECTED)
-        inside = components > 0
-        fraction[inside] = np.bincount(components[inside])[components[inside]] / target.size
-    objects = (target != 0) & (target != VOID)
-    bucket = np.digitize(fraction, SIZE_EDGES)  # 0: below the first edge, 1: between, 2: above
-    return {name: objects & (bucket == i) for i, name in enumerate(SIZE_BUCKETS)}
+        inside = target[box] == label
+        components, _ = scipy.ndimage.label(inside, structure=_EIGHT_CONNECTED)
+        areas = np.bincount(components[inside])[1:]
+        bucket_of_component = np.digitize(areas / target.size, SIZE_EDGES).astype(np.uint8) + 1
+        buckets[box][inside] = bucket_of_component[components[inside] - 1]
+    return buckets
+
+
+def object_sizes(target: np.ndarray) -> dict[str, np.ndarray]:
+    """Masks of the pixels of small, medium and large ground-truth objects (see ``size_buckets``)."""
+    buckets = size_buckets(target)
+    return {name: buckets == i for i, name in enumerate(SIZE_BUCKETS, start=1)}
 
 
 def region_masks(target: np.ndarray) -> dict[str, np.ndarray]:

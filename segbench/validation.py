@@ -17,7 +17,7 @@ from torch import nn
 
 from segbench.data.voc import read_ids, read_sample
 from segbench.metrics import ConfusionMatrix, scores
-from segbench.predict import class_probabilities
+from segbench.predict import tta_probabilities
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,6 @@ def validation_miou(*, model: nn.Module, subset: ValidationSet, device: torch.de
     matrix = ConfusionMatrix(subset.num_classes)
     with torch.inference_mode():
         for image_id, image, labels in zip(subset.ids, subset.images, subset.labels):
-            predicted = class_probabilities(model, image, device=device).argmax(0).cpu().numpy()
+            predicted = tta_probabilities(model, image, device=device).argmax(0).cpu().numpy()
             matrix.update(predicted, labels, name=image_id)
     return float(scores(matrix.matrix)["mIoU"])

@@ -1,17 +1,33 @@
+"""segbench.cli: the stages' registration, entry points, error handling, and one meaning per flag name."""
+
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from segbench.cli import build_parser, main
+from segbench.cli import STAGES, build_parser, main
 
-STAGES = ("prepare", "train", "predict", "crf-search", "crf", "evaluate", "bench", "collect", "report", "models")
+COMMANDS = (
+    "prepare", "train", "predict", "crf-search", "crf", "evaluate", "bench", "bench-crf", "bench-peers",
+    "collect", "report", "models", "doctor",
+)
 
 
-@pytest.mark.parametrize("stage", STAGES)
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    (action,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def test_every_stage_module_registers_one_command() -> None:
+    assert tuple(_subcommands()) == COMMANDS
+    assert len(STAGES) == len(COMMANDS)
+
+
+@pytest.mark.parametrize("stage", COMMANDS)
 def test_help_explains_each_stage(stage: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([stage, "--help"])
@@ -22,12 +38,42 @@ def test_help_explains_each_stage(stage: str, capsys: pytest.CaptureFixture[str]
 
 def test_top_level_help_lists_stages() -> None:
     text = build_parser().format_help()
-    assert all(stage in text for stage in STAGES)
+    assert all(stage in text for stage in COMMANDS)
+
+
+def test_one_meaning_per_flag_name() -> None:
+    """--arch is an architecture, --run-name a label, --threads torch's threads, --processes worker
+    processes, wherever they appear; --model, which meant either of the first two, is gone."""
+    meanings = {
+        "--arch": "a registered architecture", "--run-name": "run label", "--threads": "torch CPU threads",
+        "--processes": "worker processes",
+    }
+    where: dict[str, set[str]] = {flag: set() for flag in meanings}
+    for command, parser in _subcommands().items():
+        flags = {flag: action for action in parser._actions for flag in action.option_strings}
+        assert "--model" not in flags, command
+        for flag, meaning in meanings.items():
+            if flag in flags:
+                assert flags[flag].help.startswith(meaning), (command, flag)
+                where[flag].add(command)
+    assert where == {
+        "--arch": {"train", "bench"},
+        "--run-name": {"train", "crf-search", "evaluate", "bench"},
+        "--threads": {"train", "predict", "bench", "bench-peers"},
+        "--processes": {"crf", "crf-search", "evaluate", "bench-crf"},
+    }
 
 
 def test_module_entry_point_runs() -> None:
     result = subprocess.run([sys.executable, "-m", "segbench", "models"], capture_output=True, text=True, check=True)
     assert "fcn8s" in result.stdout and "arXiv:1411.4038" in result.stdout
+
+
+def test_console_script_is_main() -> None:
+    import importlib.metadata
+
+    (script,) = [e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "segbench"]
+    assert script.value == "segbench.cli:main" and script.load() is main
 
 
 def test_cpu_only_stages_start_without_torch() -> None:
@@ -56,7 +102,19 @@ def test_corrupt_parquet_keeps_existing_output(tmp_path: Path, capsys: pytest.Ca
     assert out.read_bytes() == b"previous"
 
 
-def test_unknown_model_is_a_clear_error(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["train", "--data", str(tiny_dataset), "--model", "fcn7s", "--out-dir", str(tmp_path), "--iterations", "1"])
-    assert code == 2
-    assert "unknown model 'fcn7s'" in capsys.readouterr().err
+def test_a_stage_status_is_the_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    import segbench.doctor
+
+    monkeypatch.setattr(segbench.doctor, "doctor", lambda **kwargs: 1)
+    assert main(["doctor", "--device", "cpu"]) == 1
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import segbench.collect
+
+    def broken(inputs: object, out: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(segbench.collect, "collect", broken)
+    with pytest.raises(KeyError):
+        main(["collect", "x.parquet", "--out", "y.parquet"])

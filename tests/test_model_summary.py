@@ -3,7 +3,6 @@
 * the Markdown table lists every registered model, once, in registry order;
 * where the papers' table gives a parameter count, the column is filled and
   our count at width 1.0 is within the rounding of the paper's figure;
-* the report matches models to the papers' table through the same function;
 * piped into a reader that stops early, the command exits quietly.
 """
 
@@ -88,18 +87,6 @@ def test_paper_column_only_where_the_papers_table_has_params(markdown_rows: dict
         assert bool(row["paper params (M)"]) == (paper_row(paper, name, "params") is not None), name
     # SegNet's only count is the encoder's (Section 3): not comparable with the whole model's.
     assert markdown_rows["segnet"]["paper params (M)"] == ""
-
-
-def test_report_matches_through_the_shared_function() -> None:
-    from segbench.report import _paper_value
-
-    paper = read_table(PAPER)
-    assert _paper_value(paper, "fcn8s", "params") == (134.0, "arXiv:1411.4038 Table 1")
-    # val is preferred over test; CRF selects the row.
-    assert _paper_value(paper, "dilation_frontend", "mIoU", "no") == (69.8, "VOC12 val, arXiv:1511.07122 Table 3")
-    assert _paper_value(paper, "deeplab_v2_vgg16_aspp_l", "mIoU", "yes")[0] == 71.57
-    value, source = _paper_value(paper, "deeplabv3_resnet50", "mIoU", "no")  # no paper_variant
-    assert value != value and source == ""
 
 
 def test_missing_paper_table_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

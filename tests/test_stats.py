@@ -175,11 +175,11 @@ def test_evaluate_writes_intervals_and_per_image_matrices(tiny_dataset: Path, tm
         data_root=tiny_dataset, split="val", dataset="tiny", model="m", checkpoint=tmp_path / "checkpoint.pt",
         pred_dir=pred, crf_dir=None, out=tmp_path / "metrics.parquet",
     )
-    row = table.set_index("metric").loc["mIoU"]
+    row = in_region(table).set_index("metric").loc["mIoU"]
     assert (row["value"], row["ci_low"], row["ci_high"]) == (1.0, 1.0, 1.0)
     assert row["bootstrap_resamples"] >= 1000 and row["ci_level"] == 0.95
-    assert set(table.loc[table["metric"] != "pixel_acc", "region"]) == {"image"}
-    regions = table[table["metric"] == "pixel_acc"].set_index("region")
+    assert set(table.loc[table["metric"] != "pixel_acc", "region"]) == {"image", "trimap"}
+    regions = table[(table["metric"] == "pixel_acc") & (table["region"] != "trimap")].set_index("region")
     assert list(regions.index) == list(REGIONS) and regions.loc["boundary", "value"] == 1.0
     assert regions["value"].dropna().eq(1.0).all() and regions["ci_low"].dropna().eq(1.0).all()
     confusion = pd.read_parquet(confusion_path(tmp_path / "metrics.parquet"))
@@ -208,3 +208,36 @@ def test_interval_over_seeds_widens_with_the_spread_of_seeds() -> None:
     assert spread.low < spread.estimate < spread.high
     with pytest.raises(InputError, match="2 or more"):
         seeds_interval(base[None])
+
+
+def test_bootstrap_through_sums_equals_summing_whole_matrices() -> None:
+    """The bootstrap adds up each metric's few sums per image (segbench.stats.Metric); the interval
+    is the one of resampling and summing whole confusion matrices, to the last digit."""
+    import scipy.stats
+
+    matrices = _images(15, n=30)
+    matrices[3] = 0  # an image with nothing scored
+    for metric in ("mIoU", "pixel_acc"):
+        score = {"mIoU": miou, "pixel_acc": pixel_accuracy}[metric]
+        whole = scipy.stats.bootstrap(
+            (np.arange(30),), lambda ids, axis=-1: score(matrices[ids].sum(axis=-3)), n_resamples=300, batch=64,
+            vectorized=True, method="percentile", rng=np.random.default_rng(5),
+        )
+        interval = bootstrap_interval(matrices, metric, resamples=300, seed=5)
+        assert (interval.low, interval.high) == tuple(whole.confidence_interval)
+
+
+def test_mean_interval_resamples_the_scored_images() -> None:
+    """The mean of per-image scores with its percentile interval; NaN images (nothing to score)
+    are left out, so they change nothing."""
+    from segbench.stats import mean_interval
+
+    values = np.random.default_rng(0).uniform(0.2, 0.8, 60)
+    interval = mean_interval(values, resamples=500, seed=2)
+    assert interval.estimate == pytest.approx(values.mean()) and interval.low < interval.estimate < interval.high
+    # About the normal interval of a mean: 1.96 standard errors each side.
+    assert interval.high - interval.low == pytest.approx(2 * 1.96 * values.std(ddof=1) / np.sqrt(60), rel=0.2)
+    assert mean_interval(np.concatenate([values, [np.nan] * 5]), resamples=500, seed=2) == interval
+    assert mean_interval(np.full(60, 0.5), resamples=500).low == 0.5
+    with pytest.raises(InputError, match="at least 2 images"):
+        mean_interval(np.array([0.5, np.nan]))

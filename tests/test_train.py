@@ -109,7 +109,7 @@ def test_schema_and_cli_match_the_dataclass() -> None:
         if "enum" in spec:
             choices = dataclasses.fields(TrainConfig)[list(fields).index(name)].metadata["choices"]
             assert tuple(spec["enum"]) == tuple(choices), name
-    args = build_parser().parse_args(["train", "--data", "d", "--model", "m", "--out-dir", "o"])
+    args = build_parser().parse_args(["train", "--data", "d", "--arch", "m", "--out-dir", "o"])
     assert {name: getattr(args, name) for name in fields} == fields
 
 
@@ -263,7 +263,7 @@ def test_the_cli_resumes_after_sigkill_and_sigterm(tiny_dataset: Path, tmp_path:
     import time
 
     command = [
-        str(Path(sys.executable).parent / "segbench"), "train", "--data", str(tiny_dataset), "--model", "fcn8s",
+        str(Path(sys.executable).parent / "segbench"), "train", "--data", str(tiny_dataset), "--arch", "fcn8s",
         "--width", "0.0625", "--out-dir", str(tmp_path), "--threads", "1", "--split", "train",
         *(f"--{key.replace('_', '-')}={value}" for key, value in {**RESUME_SETTINGS, "checkpoint_every": 1}.items()),
     ]
@@ -436,7 +436,7 @@ def test_ddp_with_two_processes_equals_one_process(tiny_dataset: Path, tmp_path:
 
     bin_dir = Path(sys.executable).parent
     args = [
-        "train", "--data", str(tiny_dataset), "--split", "train", "--model", "unet_same", "--width", "0.0625",
+        "train", "--data", str(tiny_dataset), "--split", "train", "--arch", "unet_same", "--width", "0.0625",
         "--option", "dropout=0", "--iterations", "4", "--batch-size", "4", "--crop-size", "32", "--log-every", "1",
         "--val-every", "2", "--val-images", "2", "--device", "cpu", "--threads", "2",
     ]

@@ -25,7 +25,11 @@ TINY = {
     "train": {"iterations": 2, "batch_size": 2, "crop_size": 32, "val_every": 10, "val_images": 2},
     "models": {
         "fcn8s_tiny": {"arch": "fcn8s", "width": 0.0625},
-        "fcn32s_tiny": {"arch": "fcn32s", "width": 0.0625, "train": {"lr": 0.001}},
+        # Scored its paper's way: scales, flip and sliding windows.
+        "fcn32s_tiny": {
+            "arch": "fcn32s", "width": 0.0625, "train": {"lr": 0.001},
+            "eval": {"scales": [0.75, 1.0], "flip": True, "window": 32},
+        },
     },
     "crf": {"preset": "deeplab", "iterations": 2, "search": {"subset": 2, "w1": [3, 5], "theta_alpha": [80], "theta_beta": [5]}},
     "bench": {"height": 40, "width": 56, "warmup": 1, "repeats": 2, "crf_images": 1},
@@ -53,8 +57,14 @@ def test_end_to_end(tmp_path: Path) -> None:
     assert set(baseline["model"]) == {"majority class (background)"} and not baseline["crf"].any()
     metrics = metrics[metrics["arch"] != "baseline"]
     assert set(metrics["model"]) == {"fcn8s_tiny", "fcn32s_tiny"}
-    miou = metrics[metrics["metric"] == "mIoU"]
+    miou = metrics[(metrics["metric"] == "mIoU") & (metrics["region"] == "image")]
     assert sorted(miou["crf"].tolist()) == [False, False, True, True]
+    settings = metrics.groupby("model")[["eval_scales", "eval_flip", "eval_window"]].agg(set)
+    assert settings.loc["fcn32s_tiny"].tolist() == [{"0.75 1.0"}, {True}, {32}]
+    assert settings.loc["fcn8s_tiny"].tolist() == [{"1.0"}, {False}, {0}]
+    assert set(metrics.loc[metrics["region"] == "trimap", "band_px"]) == set(range(1, 41))
+    per_image = pd.read_parquet(tmp_path / "results" / "per_image.parquet")
+    assert len(per_image) == 2 * 2 * 3  # runs x CRF settings x val images
     assert miou["value"].between(0, 1).all()
     assert (miou["ci_low"] <= miou["value"]).all() and (miou["value"] <= miou["ci_high"]).all()
     assert miou["bootstrap_resamples"].eq(2000).all()
@@ -78,6 +88,7 @@ def test_end_to_end(tmp_path: Path) -> None:
     assert "Equal compute" in html and "val mIoU (%)" in html
     assert "The papers&#x27; claims" in html or "The papers' claims" in html
     assert "The dense CRF improves mIoU" in html and "mIoU 95% CI" in html
+    assert "Hardest images" in html and "The papers, one by one" in html
     train_log = pd.read_parquet(tmp_path / "results" / "train_log.parquet")
     assert train_log.groupby("model")["iteration"].max().to_dict() == {
         name: run.get("train", {}).get("iterations", TINY["train"]["iterations"]) for name, run in TINY["models"].items()
@@ -85,7 +96,8 @@ def test_end_to_end(tmp_path: Path) -> None:
     passes = train_log[train_log["val_images"] > 0]
     assert passes["iteration"].tolist() == [2, 2] and passes["val_images"].eq(2).all()
     for name in (
-        "miou", "speed_accuracy", "per_class_iou", "crf_search", "training_loss", "validation_miou", "qualitative_fcn8s_tiny"
+        "miou", "speed_accuracy", "per_class_iou", "crf_search", "training_loss", "validation_miou", "qualitative_fcn8s_tiny",
+        "trimap", "crf_gain",
     ):
         assert (report / "figures" / f"{name}.png").stat().st_size > 1000
     for stage in ("train", "predict", "crf_search", "crf", "evaluate", "bench"):

@@ -1,50 +1,13 @@
-rule collect_metrics:
+# The per-run tables of one kind, concatenated into results/<table>.parquet for the report.
+rule collect:
     input:
-        expand("results/{dataset}/{model}/metrics.parquet", dataset=DATASET, model=RUNS),
-        expand("results/{dataset}/majority_baseline.parquet", dataset=DATASET),
+        per_run_tables,
     output:
-        "results/metrics.parquet",
+        "results/{table}.parquet",
+    wildcard_constraints:
+        table="|".join(PER_RUN_TABLES),
     log:
-        "results/logs/collect_metrics.log",
-    conda:
-        ENV
-    shell:
-        "segbench collect {input} --out {output} > {log} 2>&1"
-
-
-rule collect_confusion:
-    input:
-        expand("results/{dataset}/{model}/confusion.parquet", dataset=DATASET, model=RUNS),
-    output:
-        "results/confusion.parquet",
-    log:
-        "results/logs/collect_confusion.log",
-    conda:
-        ENV
-    shell:
-        "segbench collect {input} --out {output} > {log} 2>&1"
-
-
-rule collect_train_log:
-    input:
-        expand("results/{dataset}/{model}/train_log.parquet", dataset=DATASET, model=RUNS),
-    output:
-        "results/train_log.parquet",
-    log:
-        "results/logs/collect_train_log.log",
-    conda:
-        ENV
-    shell:
-        "segbench collect {input} --out {output} > {log} 2>&1"
-
-
-rule collect_bench:
-    input:
-        expand("results/{dataset}/{model}/bench.parquet", dataset=DATASET, model=RUNS),
-    output:
-        "results/bench.parquet",
-    log:
-        "results/logs/collect_bench.log",
+        "results/logs/collect_{table}.log",
     conda:
         ENV
     shell:
@@ -58,19 +21,6 @@ rule paper_results:
         "results/paper_results.parquet",
     log:
         "results/logs/paper_results.log",
-    conda:
-        ENV
-    shell:
-        "segbench collect {input} --out {output} > {log} 2>&1"
-
-
-rule collect_crf_search:
-    input:
-        expand("results/{dataset}/{model}/crf_search.parquet", dataset=DATASET, model=RUNS),
-    output:
-        "results/crf_search.parquet",
-    log:
-        "results/logs/collect_crf_search.log",
     conda:
         ENV
     shell:

@@ -55,10 +55,11 @@ for _name in RUNS:
             raise ValueError(f"models.{_name}.init_from: the runs start from each other ({' -> '.join(_seen + [_source])})")
         _seen.append(_source)
 SEARCH = config["crf"]["search"]
-# The columns of metrics.parquet change with segbench (2: bootstrap intervals; 3: region). As a rule
+# The columns of metrics.parquet change with segbench (2: bootstrap intervals; 3: region; 4: trimap
+# and boundary F-score rows, band_px and the test-time settings' eval_* columns). As a rule
 # parameter it reruns evaluate and majority_baseline when it changes, so that collect never
 # meets a table of an older layout beside newer ones. Bump it with any change of columns.
-METRICS_SCHEMA = 3
+METRICS_SCHEMA = 4
 ENV = "../../environment.yml"
 
 
@@ -147,7 +148,7 @@ def train_args(wildcards, input):
     run = RUNS[wildcards.model]
     settings = train_settings(wildcards.model)
     args = [
-        f"--model {run['arch']}",
+        f"--arch {run['arch']}",
         f"--width {run['width']}",
         f"--split {config['dataset']['train_split']}",
         f"--val-split {config['dataset']['val_split']}",
@@ -162,8 +163,17 @@ def train_args(wildcards, input):
 
 
 def predict_args(wildcards):
-    """The paper's test-time options of the run, e.g. output stride 8 after training at 16."""
-    return option_flags(RUNS[wildcards.model]["eval"]["options"])
+    """The run's test-time setting: paper options (output stride 8 after training at 16),
+    scales, flip and sliding windows."""
+    settings = RUNS[wildcards.model]["eval"]
+    args = [
+        option_flags(settings["options"]),
+        f"--scales {' '.join(map(str, settings['scales']))}",
+        f"--window {settings['window']} --window-overlap {settings['window_overlap']}",
+    ]
+    if settings["flip"]:
+        args.append("--flip")
+    return " ".join(args)
 
 
 def crf_search_grid():
@@ -184,3 +194,15 @@ def crf_args(wildcards, input):
     settings = {k: v for k, v in config["crf"].items() if k != "search"}
     args = flags(settings)
     return f"{args} --params-from {input.search}" if SEARCH["enabled"] else args
+
+
+# The per-run tables that `collect` concatenates into results/<table>.parquet for the report.
+PER_RUN_TABLES = ("metrics", "confusion", "per_image", "train_log", "bench", "crf_search")
+
+
+def per_run_tables(wildcards):
+    tables = expand(f"results/{{dataset}}/{{model}}/{wildcards.table}.parquet", dataset=DATASET, model=RUNS)
+    if wildcards.table == "metrics":
+        # The floor every run is read against, in the same table.
+        tables += expand("results/{dataset}/majority_baseline.parquet", dataset=DATASET)
+    return tables

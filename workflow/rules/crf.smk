@@ -19,8 +19,8 @@ rule crf_search:
         ENV
     shell:
         "segbench crf-search --data {params.data} --split {params.split} --probs-dir {input.probs}"
-        " --subset {params.subset} --preset {params.preset} {params.grid} --threads {threads}"
-        " --dataset {wildcards.dataset} --model {wildcards.model} --out {output} > {log} 2>&1"
+        " --subset {params.subset} --preset {params.preset} {params.grid} --processes {threads}"
+        " --dataset {wildcards.dataset} --run-name {wildcards.model} --out {output} > {log} 2>&1"
 
 
 rule crf:
@@ -44,4 +44,4 @@ rule crf:
         ENV
     shell:
         "segbench crf --data {params.data} --split {params.split} --probs-dir {input.probs}"
-        " --out-dir {output} --threads {threads} {params.args} > {log} 2>&1"
+        " --out-dir {output} --processes {threads} {params.args} > {log} 2>&1"

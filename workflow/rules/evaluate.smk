@@ -8,18 +8,23 @@ rule evaluate:
         metrics="results/{dataset}/{model}/metrics.parquet",
         # Per-image confusion matrices: intervals and paired comparisons without rerunning a model.
         confusion="results/{dataset}/{model}/confusion.parquet",
+        # Per-image pixel accuracy, mIoU and boundary F-score: the report's hardest images.
+        per_image="results/{dataset}/{model}/per_image.parquet",
     params:
         data=dataset_root,
         split=config["dataset"]["val_split"],
         schema=METRICS_SCHEMA,
+    # Images are scored in parallel processes (the distance transforms of the boundary metrics
+    # dominate: docs/BENCHMARKS.md, "Evaluation speed").
+    threads: cores_per_run()
     log:
         "results/{dataset}/{model}/logs/evaluate.log",
     conda:
         ENV
     shell:
         "segbench evaluate --data {params.data} --split {params.split} --dataset {wildcards.dataset}"
-        " --model {wildcards.model} --checkpoint {input.checkpoint} --pred-dir {input.pred}"
-        " --crf-dir {input.crf} --out {output.metrics} > {log} 2>&1"
+        " --run-name {wildcards.model} --checkpoint {input.checkpoint} --pred-dir {input.pred}"
+        " --crf-dir {input.crf} --processes {threads} --out {output.metrics} > {log} 2>&1"
 
 
 rule majority_baseline:
