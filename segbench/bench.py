@@ -120,7 +120,7 @@ def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> float:
 def crf_seconds_per_image(crf_bench: str | Path, *, height: int, width: int, num_classes: int) -> float:
     """The CRF stage's seconds per image in one process, from a ``segbench bench-crf`` table
     measured at ``height`` x ``width`` with ``num_classes`` classes (its cost grows with both)."""
-    table = read_parquet(crf_bench)
+    table = read_parquet(crf_bench, kind="bench_crf")
     rows = table[table["metric"] == CRF_PER_IMAGE] if "metric" in table.columns else table.iloc[:0]
     if rows.empty:
         raise InputError(f"{crf_bench}: no {CRF_PER_IMAGE} row; expected a table of segbench bench-crf")
@@ -241,7 +241,7 @@ def bench(
     table = pd.DataFrame(
         [{**context, "batch": b, "metric": m, "value": float(v), "unit": u, **prov} for m, v, u, b in measured]
     )
-    write_parquet(table, out)
+    write_parquet(table, out, kind="bench")
     return table
 
 
@@ -377,7 +377,7 @@ def bench_crf(
     }
     prov = provenance(device="cpu", seed=seed, config_hash="")
     table = pd.DataFrame([{**context, "metric": m, "value": float(v), "unit": u, **prov} for m, v, u in measured])
-    write_parquet(table, out)
+    write_parquet(table, out, kind="bench_crf")
     return table
 
 
@@ -448,5 +448,5 @@ def bench_peers(
         "memory_format": memory_format,
     }
     table = pd.DataFrame([{**context, **row, **prov} for row in rows])
-    write_parquet(table, out)
+    write_parquet(table, out, kind="bench_peers")
     return table

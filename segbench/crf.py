@@ -292,7 +292,7 @@ def search(
         for matrices in tqdm(imap(_search_one, jobs), total=len(jobs), desc="crf search", unit="img"):
             for total, matrix in zip(totals, matrices):
                 total += matrix
-    table = pd.DataFrame([asdict(p) for p in grid])
+    table = params_table(grid)
     table["mIoU"] = [scores(total)["mIoU"] for total in totals]
     table["images"] = len(ids)
     table["chosen"] = False
@@ -300,13 +300,17 @@ def search(
     return table
 
 
+def params_table(grid: list[CRFParams]) -> pd.DataFrame:
+    """One row per parameter set; weights and widths as floats, whatever numbers they were given as
+    (the crf_search table's schema)."""
+    floats = {f.name: float for f in dataclasses.fields(CRFParams) if f.name != "iterations"}
+    return pd.DataFrame([asdict(p) for p in grid]).astype(floats)
+
+
 def chosen_params(path: str | Path) -> CRFParams:
     """The parameters a search chose (its row with ``chosen`` true)."""
-    table = read_parquet(path)
+    table = read_parquet(path, kind="crf_search")
     fields = [f.name for f in dataclasses.fields(CRFParams)]
-    missing = [c for c in fields + ["chosen"] if c not in table.columns]
-    if missing:
-        raise InputError(f"{path}: not a CRF search table (no column {', '.join(missing)})")
     rows = table[table["chosen"]]
     if len(rows) != 1:
         raise InputError(f"{path}: expected exactly one chosen row, found {len(rows)}")

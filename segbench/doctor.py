@@ -605,7 +605,7 @@ def doctor(
     if out is not None:
         from segbench.io import write_parquet
 
-        write_parquet(checks_table(checks, device=device, amp=amp, width=width, size=size, batch=batch, steps=steps), out)
+        write_parquet(checks_table(checks, device=device, amp=amp, width=width, size=size, batch=batch, steps=steps), out, kind="doctor")
     ran = [c for c in checks if c.status != "skipped"]
     failed = [c for c in ran if c.failed]
     elapsed = f"({time.perf_counter() - start:.0f} s)"

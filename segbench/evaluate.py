@@ -335,8 +335,8 @@ def evaluate(
             confusion.append(_prefixed(confusion_table(matrices, scored.ids), **base, crf=crf, region=region))
         per_image.append(_prefixed(_per_image(scored), **base, crf=crf))
     constants = {**settings, **checkpoint_provenance(checkpoint)}
-    write_parquet(pd.concat(confusion, ignore_index=True), confusion_path(out))
-    write_parquet(pd.concat(per_image, ignore_index=True), per_image_path(out))
+    write_parquet(pd.concat(confusion, ignore_index=True), confusion_path(out), kind="confusion")
+    write_parquet(pd.concat(per_image, ignore_index=True), per_image_path(out), kind="per_image")
     return _write(rows, constants, out)
 
 
@@ -435,5 +435,5 @@ def _write(rows: list[dict[str, object]], constants: dict[str, object], out: str
     for key, value in constants.items():
         table[key] = value
     table = table.reindex(columns=list(COLUMNS)).astype(_DTYPES)
-    write_parquet(table, out)
+    write_parquet(table, out, kind="metrics")
     return table

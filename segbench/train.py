@@ -702,7 +702,7 @@ def _write_outputs(
     log.insert(1, "arch", model_name)
     for key in PROVENANCE_COLUMNS:
         log[key] = meta[key]
-    write_parquet(log, out_dir / "train_log.parquet")
+    write_parquet(log, out_dir / "train_log.parquet", kind="train_log")
     save_checkpoint(
         out_dir / "checkpoint.pt", run.model, name=model_name, num_classes=num_classes, width=width,
         options=options, meta=meta,

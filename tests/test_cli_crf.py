@@ -39,8 +39,7 @@ def test_crf_search_labels_rows_with_the_run_name(
 
     def search(**kwargs: object) -> pd.DataFrame:
         seen.append(kwargs)
-        best = {"w1": 3.0, "theta_alpha": 50.0, "theta_beta": 3.0, "mIoU": 0.5, "images": 2, "chosen": True}
-        return pd.DataFrame([best])
+        return segbench.crf.params_table(kwargs["grid"]).assign(mIoU=0.5, images=2, chosen=True)
 
     monkeypatch.setattr(segbench.crf, "search", search)
     out = tmp_path / "search.parquet"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -37,3 +38,27 @@ def test_the_majority_baseline_needs_no_predictions(tiny_dataset: Path, tmp_path
     argv = ["evaluate", "--majority-baseline", "--data", str(tiny_dataset), "--dataset", "tiny", "--out", str(out)]
     assert main(argv) == 0
     assert set(pd.read_parquet(out)["arch"]) == {"baseline"}
+
+
+def test_an_external_folder_is_scored_as_the_readme_shows(tiny_dataset: Path, tmp_path: Path) -> None:
+    """`segbench evaluate` from the repository root on a folder of label PNGs, no checkpoint: the
+    ground truth as its own prediction scores mIoU 1, per image too, with null provenance."""
+    import shutil
+    import subprocess
+
+    from conftest import REPO
+    from segbench.data.voc import mask_dir
+
+    shutil.copytree(mask_dir(tiny_dataset), tmp_path / "mine")
+    out = tmp_path / "scores" / "metrics.parquet"
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "segbench"), "evaluate", "--data", str(tiny_dataset), "--split", "val",
+         "--dataset", "embedded", "--run-name", "mine", "--pred-dir", str(tmp_path / "mine"), "--processes", "2",
+         "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "mine: mIoU 100.00%" in result.stdout
+    metrics = pd.read_parquet(out)
+    assert set(metrics["arch"]) == {"external"} and metrics["config_hash"].isna().all()
+    assert pd.read_parquet(out.with_name("per_image.parquet"))["mIoU"].eq(1).all()

@@ -47,15 +47,19 @@ def test_crf_search_marks_one_best_row_and_the_crf_reads_it(tiny_dataset: Path, 
     table = search(data_root=tiny_dataset, split="val", probs_dir=tmp_path / "probs", grid=grid, subset=3)
     assert table["images"].eq(3).all() and table["chosen"].sum() == 1
     assert table.loc[0, "mIoU"] > table.loc[1, "mIoU"] and table.loc[0, "chosen"]
-    write_parquet(table, tmp_path / "search.parquet")
+    write_parquet(table.assign(dataset="tiny", model="m"), tmp_path / "search.parquet", kind="crf_search")
     assert chosen_params(tmp_path / "search.parquet") == grid[0]
 
 
 def test_chosen_params_rejects_other_tables(tmp_path: Path) -> None:
     import pandas as pd
 
-    write_parquet(pd.DataFrame({"w1": [1.0]}), tmp_path / "x.parquet")
-    with pytest.raises(InputError, match="x.parquet: not a CRF search table"):
+    per_image = pd.DataFrame({
+        "dataset": ["d"], "split": ["val"], "model": ["m"], "crf": [False], "image": ["1"], "pixel_acc": [1.0],
+        "mIoU": [1.0], "BF": [1.0],
+    })
+    write_parquet(per_image, tmp_path / "x.parquet", kind="per_image")
+    with pytest.raises(InputError, match="x.parquet: a per_image table of schema version 1; this segbench reads crf_search"):
         chosen_params(tmp_path / "x.parquet")
     assert PRESETS["deeplab"].iterations == 10
 

@@ -15,7 +15,7 @@ import pytest
 
 from segbench.collect import read_table
 from segbench.data.voc import class_names, mask_dir, read_ids
-from segbench.io import write_parquet
+from conftest import write_table
 from segbench.models import list_models, model_info
 from segbench.report import write_report
 from segbench.report.figures import pareto_front
@@ -225,14 +225,14 @@ def inputs(tiny_dataset: Path, tmp_path: Path) -> dict[str, Path]:
         for row in metrics.to_dict("records") for name in names for metric in ("IoU", "BF")
     ]
     paths = {name: tmp_path / f"{name}.parquet" for name in ("metrics", "bench", "paper")}
-    write_parquet(pd.concat([metrics, pd.DataFrame(per_class)], ignore_index=True), paths["metrics"])
-    write_parquet(pd.DataFrame([
+    write_table(pd.concat([metrics, pd.DataFrame(per_class)], ignore_index=True), paths["metrics"], kind="metrics")
+    write_table(pd.DataFrame([
         {"model": model, "arch": arch, "width": 0.0625, "input_height": 48, "input_width": 64, "batch": 1,
          "metric": metric, "value": value, "unit": unit}
         for model, arch in models.items()
         for metric, value, unit in [("latency_median", 5.0, "ms"), ("fps", 200.0, "images/s"), ("params", 0.5, "M")]
-    ]), paths["bench"])
-    write_parquet(read_table(PAPER), paths["paper"])
+    ]), paths["bench"], kind="bench")
+    write_table(read_table(PAPER), paths["paper"], kind="paper_results")
     return {**paths, "data": tiny_dataset, "runs": runs_dir, "out": tmp_path / "report"}
 
 
@@ -273,13 +273,13 @@ def test_missing_optional_inputs_skip_their_sections(inputs: dict[str, Path], tm
     metrics = pd.read_parquet(inputs["metrics"])
     trimap = metrics[metrics["class"].isna()].assign(region="trimap")
     trimap = pd.concat([trimap.assign(band_px=band) for band in (1, 5, 10)], ignore_index=True)
-    write_parquet(pd.concat([metrics, trimap], ignore_index=True), inputs["metrics"])
+    write_table(pd.concat([metrics, trimap], ignore_index=True), inputs["metrics"], kind="metrics")
     per_image = pd.DataFrame([
         {"dataset": "tiny", "split": "val", "model": model, "crf": crf, "image": f"img{i}", "pixel_acc": 0.9,
          "mIoU": 0.1 * i + 0.01 * crf, "BF": 0.5}
         for model in ("fcn8s_tiny", "deeplab_tiny") for crf in (False, True) for i in range(12)
     ])
-    write_parquet(per_image, tmp_path / "per_image.parquet")
+    write_table(per_image, tmp_path / "per_image.parquet", kind="per_image")
     markdown, page = _report(inputs, per_image_path=tmp_path / "per_image.parquet")
     headings = _headings_md(markdown)
     assert {"Hardest images", "Trimap"} <= set(headings) and headings == _headings_html(page)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> None:
     )
     table.insert(0, "dataset", args.dataset)
     table.insert(1, "model", args.run_name)
-    write_parquet(table, args.out)
+    write_parquet(table, args.out, kind="crf_search")
     best = table[table["chosen"]].iloc[0]
     print(
         f"{args.run_name}: best of {len(grid)} on {best['images']} images: w1={best['w1']:g} "

@@ -54,8 +54,8 @@ __all__ = [
 TITLE = "segbench report"
 
 
-def _read(path: str | Path | None) -> pd.DataFrame | None:
-    return read_parquet(path) if path else None
+def _read(path: str | Path | None, kind: str) -> pd.DataFrame | None:
+    return read_parquet(path, kind=kind) if path else None
 
 
 def _figure_sections(
@@ -122,11 +122,11 @@ def write_report(
     for the hardest images; ``train_split``: the split the runs trained on, which the papers' rows
     must share to compare (without it, none compares).
     """
-    metrics = read_parquet(metrics_path)
-    bench = read_parquet(bench_path)
-    paper = paper_table(read_parquet(paper_path))
-    search, crf_bench, train_log = _read(crf_search_path), _read(crf_bench_path), _read(train_log_path)
-    confusion, per_image = _read(confusion_path), _read(per_image_path)
+    metrics = read_parquet(metrics_path, kind="metrics")
+    bench = read_parquet(bench_path, kind="bench")
+    paper = paper_table(read_parquet(paper_path, kind="paper_results"))
+    search, crf_bench = _read(crf_search_path, "crf_search"), _read(crf_bench_path, "bench_crf")
+    train_log, confusion, per_image = _read(train_log_path, "train_log"), _read(confusion_path, "confusion"), _read(per_image_path, "per_image")
     training = training_table(train_log) if train_log is not None else None
     accuracy = accuracy_table(metrics, paper, train_split=train_split)
     regions = regions_table(metrics)

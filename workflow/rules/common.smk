@@ -5,6 +5,8 @@ import shlex
 
 from snakemake.utils import validate
 
+from segbench.schema import TABLES
+
 
 # A run's own training settings as written: validation below fills in every
 # default, and a filled-in default must not override the global setting.
@@ -55,11 +57,10 @@ for _name in RUNS:
             raise ValueError(f"models.{_name}.init_from: the runs start from each other ({' -> '.join(_seen + [_source])})")
         _seen.append(_source)
 SEARCH = config["crf"]["search"]
-# The columns of metrics.parquet change with segbench (2: bootstrap intervals; 3: region; 4: trimap
-# and boundary F-score rows, band_px and the test-time settings' eval_* columns). As a rule
-# parameter it reruns evaluate and majority_baseline when it changes, so that collect never
-# meets a table of an older layout beside newer ones. Bump it with any change of columns.
-METRICS_SCHEMA = 4
+# The version of metrics.parquet's columns (segbench/schema.py). As a rule parameter it reruns
+# evaluate and majority_baseline when it changes, so that collect never meets a table of an older
+# layout beside newer ones (it would refuse it: docs/results-schema.md).
+METRICS_SCHEMA = TABLES["metrics"].version
 ENV = "../../environment.yml"
 
 
