@@ -70,6 +70,14 @@ _INTERVAL = (
     _c("bootstrap_resamples", "double", "", "bootstrap resamples behind the interval (2000)"),
     _c("bootstrap_seed", "double", "", "seed of the resampling"),
 )
+_INPUT_SIZE = (
+    _c("input_height", "int64", "px", "input height"),
+    _c("input_width", "int64", "px", "input width"),
+)
+_MEASURE = (  # after a `metric` column that names the measure
+    _c("value", "double", "see unit", "the measure"),
+    _c("unit", "string", "", "its unit"),
+)
 
 TABLES: dict[str, Table] = {
     t.kind: t
@@ -150,8 +158,7 @@ TABLES: dict[str, Table] = {
                 _c("model", "string", "", "run name (or the architecture)"),
                 _c("arch", "string", "", "registered architecture"),
                 _c("width", "double", "", "channel multiplier"),
-                _c("input_height", "int64", "px", "input height"),
-                _c("input_width", "int64", "px", "input width"),
+                *_INPUT_SIZE,
                 _c("threads", "int64", "", "torch CPU threads"),
                 _c("repeats", "int64", "", "timed forwards at batch 1"),
                 _c("memory_format", "string", "", "channels_last or contiguous"),
@@ -160,8 +167,7 @@ TABLES: dict[str, Table] = {
                 _c("batch", "int64", "images", "images per forward behind the figure"),
                 _c("metric", "string", "", "latency_median, latency_p90 (ms), fps, throughput (images/s), params (M), "
                    "gflops (GFLOP), gmacs (G multiply-adds), peak_memory (MiB), e2e_latency (ms, with the CRF)"),
-                _c("value", "double", "see unit", "the measure"),
-                _c("unit", "string", "", "its unit"),
+                *_MEASURE,
                 *_PROVENANCE,
             ),
         ),
@@ -169,8 +175,7 @@ TABLES: dict[str, Table] = {
             "bench_crf", 1, "results/crf_bench.parquet, results/<dataset>/bench_crf_e2e.parquet", "segbench bench-crf",
             "The CRF stage's speed against pydensecrf alone, and the stored probabilities' size.",
             (
-                _c("input_height", "int64", "px", "image height"),
-                _c("input_width", "int64", "px", "image width"),
+                *_INPUT_SIZE,
                 _c("classes", "int64", "", "classes of the probabilities"),
                 _c("preset", "string", "", "CRF parameter preset"),
                 _c("iterations", "int64", "", "mean-field iterations"),
@@ -179,8 +184,7 @@ TABLES: dict[str, Table] = {
                 _c("repeats", "int64", "", "timed repeats"),
                 _c("metric", "string", "", "crf_pydensecrf_per_image, crf_stage_per_image_1proc (s), crf_stage_overhead "
                    "(%), crf_throughput_<n>proc (images/s), speed-ups (x), probs_kib_per_image (KiB)"),
-                _c("value", "double", "see unit", "the measure"),
-                _c("unit", "string", "", "its unit"),
+                *_MEASURE,
                 *_PROVENANCE,
             ),
         ),
@@ -188,16 +192,14 @@ TABLES: dict[str, Table] = {
             "bench_peers", 1, "(by hand) segbench bench-peers --out", "segbench bench-peers",
             "Our models' latency beside torchvision's implementation of the same architecture.",
             (
-                _c("input_height", "int64", "px", "input height"),
-                _c("input_width", "int64", "px", "input width"),
+                *_INPUT_SIZE,
                 _c("threads", "int64", "", "torch CPU threads"),
                 _c("repeats", "int64", "", "timed forwards"),
                 _c("memory_format", "string", "", "channels_last or contiguous"),
                 _c("peer", "string", "", "the architecture compared"),
                 _c("implementation", "string", "", "segbench or torchvision"),
                 _c("metric", "string", "", "latency_median (ms) or latency_ratio (x, ours over theirs)"),
-                _c("value", "double", "see unit", "the measure"),
-                _c("unit", "string", "", "its unit"),
+                *_MEASURE,
                 *_PROVENANCE,
             ),
         ),
