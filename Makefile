@@ -10,7 +10,7 @@ CORES ?= all
 # Rules call `segbench`; put the venv's scripts first on PATH for them.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup slurm-deps demo test lint clean
+.PHONY: setup slurm-deps demo test ci-check lint clean
 
 setup: $(STAMP)
 
@@ -41,10 +41,24 @@ demo: setup
 # (the SLURM plugin's --help text); with no slurm.conf that becomes a DNS lookup.
 # Tests need no site cluster (test_slurm.py sets its own SLURM_CONF), so point it
 # at an empty file unless one is set already.
-demo test lint: export SLURM_CONF ?= /dev/null
+demo test ci-check lint: export SLURM_CONF ?= /dev/null
 
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(MAKE) ci-check
+
+# The workflow on config/ci.yaml up to results/metrics.parquet, in a scratch directory (never the
+# repository's results/), then `segbench check` against the committed baseline (README, "segbench
+# in your CI"): exit 1 on drift. The baseline is the CPU's: no GPU is used, and --cores 2 gives
+# each of the two runs one thread, as in the baseline. The scratch directory is removed on
+# success and kept (and named) on failure.
+ci-check: setup
+	@dir=$$(mktemp -d "$${TMPDIR:-/tmp}/segbench-ci.XXXXXX") && \
+	echo "ci-check: the workflow on config/ci.yaml in $$dir" && \
+	CUDA_VISIBLE_DEVICES= $(BIN)/snakemake --snakefile $(CURDIR)/Snakefile --directory $$dir --configfile $(CURDIR)/config/ci.yaml \
+		--quiet rules progress --cores 2 results/metrics.parquet && \
+	$(BIN)/segbench check --results $$dir/results/metrics.parquet --baseline config/baselines/ci; \
+	status=$$?; if [ $$status = 0 ]; then rm -rf "$$dir"; else echo "ci-check: failed; kept $$dir"; fi; exit $$status
 
 lint: setup
 	$(BIN)/snakemake --lint

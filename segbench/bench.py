@@ -169,7 +169,7 @@ def bench(
     if (checkpoint is None) == (arch is None):
         raise ValueError("give exactly one of checkpoint or arch")
     if repeats < 1 or warmup < 0 or throughput_batch < 1:
-        raise ValueError("need repeats >= 1, warmup >= 0 and throughput_batch >= 1")
+        raise InputError("need repeats >= 1, warmup >= 0 and throughput_batch >= 1")
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)

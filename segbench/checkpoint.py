@@ -13,7 +13,7 @@ from segbench.errors import InputError
 from segbench.io import atomic_path
 from segbench.models import build_model
 
-_REQUIRED = ("model", "num_classes", "width", "options", "state_dict")
+_REQUIRED = ("model", "num_classes", "width", "options", "state_dict", "meta")
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, name: str, num_classes: int, width: float, options: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -30,17 +30,23 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, name: str, num
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint's fields, weights included, checked for completeness."""
+    """A checkpoint's fields, weights included, checked for completeness: a bare state_dict or
+    another program's file is refused rather than read as a model of unknown classes and provenance.
+
+    The weights are memory-mapped: a caller that wants the fields alone (evaluate's provenance)
+    reads no weights from disk.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # torch raises several types for a corrupt file
-        raise InputError(f"{path}: not a readable checkpoint ({exc})") from exc
-    missing = [key for key in _REQUIRED if key not in payload]
+        # torch's own message runs to pages of advice: its type says enough on one line.
+        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from exc
+    missing = list(_REQUIRED) if not isinstance(payload, dict) else [key for key in _REQUIRED if key not in payload]
     if missing:
-        raise InputError(f"{path}: checkpoint lacks {', '.join(missing)}")
+        raise InputError(f"{path}: not a segbench checkpoint (missing fields: {', '.join(missing)})")
     return payload
 
 
@@ -55,5 +61,13 @@ def load_checkpoint(
     payload = read_checkpoint(path)
     options = {**payload["options"], **option_overrides}
     model = build_model(payload["model"], num_classes=payload["num_classes"], width=payload["width"], **options)
-    model.load_state_dict(payload.pop("state_dict"))
+    try:
+        model.load_state_dict(payload.pop("state_dict"))
+    except RuntimeError as exc:  # load_state_dict's message: a title, then a line per key at fault
+        problems = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InputError(
+            f"{path}: its weights do not fit its header ({payload['model']}, {payload['num_classes']} classes, "
+            f"width {payload['width']}): {problems[0] if problems else exc}{more}"
+        ) from exc
     return model.to(device).eval(), payload

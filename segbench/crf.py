@@ -44,7 +44,7 @@ class CRFParams:
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             if value < 0 or (name.startswith("theta") and value == 0):
-                raise ValueError(f"CRF parameter {name} must be positive, got {value}")
+                raise InputError(f"CRF parameter {name} must be positive, got {value}")
 
 
 PRESETS: dict[str, CRFParams] = {
@@ -280,7 +280,7 @@ def search(
     if not grid:
         raise ValueError("the CRF search grid is empty")
     if subset < 1:
-        raise ValueError(f"subset must be >= 1, got {subset}")
+        raise InputError(f"subset must be >= 1, got {subset}")
     ids = read_ids(data_root, split)[:subset]
     num_classes = len(class_names(data_root))
     images, labels = voc_dir(data_root) / "JPEGImages", mask_dir(data_root)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import socket
 from pathlib import Path
 from typing import Iterator
 
@@ -24,37 +26,102 @@ from segbench import schema
 from segbench.errors import InputError
 
 
+# A staged output is ``.<name>.<host>.<pid>.<token>.tmp<suffix>`` next to its target: the host and
+# the process tell a later writer whether its writer is gone (killed, out of memory) and the
+# leftover can be removed. The host matters because a shared (cluster) file system holds outputs
+# that processes on other machines are still writing, and their PIDs mean nothing here.
+_HOST = socket.gethostname()
+_STAGED = re.compile(rf"\..+\.{re.escape(_HOST)}\.(?P<pid>\d+)\.[0-9a-f]{{16}}\.tmp(\.[^.]*)?")
+# Directories swept by this process: once each, since a directory being filled with thousands of
+# outputs would otherwise be listed once per output.
+_swept: set[Path] = set()
+
+
+def _staged_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(8)}.tmp{path.suffix}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, and belongs to another user
+        pass
+    return True
+
+
+def _sweep(directory: Path) -> None:
+    """Remove the outputs that writers on this host left staged in ``directory`` when they died."""
+    directory = directory.absolute()
+    if directory in _swept:
+        return
+    _swept.add(directory)
+    for entry in directory.iterdir():
+        match = _STAGED.fullmatch(entry.name)
+        if match is None or _alive(int(match["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):  # another user's leftover, in a directory we share
+                entry.unlink()
+
+
+def _prepare_parent(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep(path.parent)
+
+
+def _name_the_output(exc: OSError, staged: Path, path: Path) -> None:
+    """Make ``exc`` name ``path`` where it names ``staged`` (or something in it), or nothing: the
+    hidden staging name means nothing to the user, and a full disk's error names no file."""
+    if exc.filename is None:
+        exc.filename = str(path)
+    elif Path(exc.filename).is_relative_to(staged):
+        exc.filename = str(path / Path(exc.filename).relative_to(staged))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it to ``path`` on success."""
+    """Yield a temporary path next to ``path``; rename it to ``path`` on success.
+
+    The caller's writer creates the file, so its permissions are the umask's, as for any new file
+    (colleagues read outputs on a shared cluster); outputs left staged by dead writers are removed.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    _prepare_parent(path)
+    tmp = _staged_name(path)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        _name_the_output(exc, tmp, path)
+        raise
     finally:
-        tmp_path.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty staging directory that replaces ``path`` on success.
 
-    An earlier ``path`` stays intact until the new one is complete.
+    An earlier ``path`` stays intact until the new one is complete. The directory is made with the
+    umask's permissions; outputs left staged by dead writers are removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    old = path.with_name(f".{path.name}.old")
+    _prepare_parent(path)
+    staging = _staged_name(path)
+    old = _staged_name(path)  # where an earlier ``path`` waits while the new one is renamed in
     try:
+        staging.mkdir()
         yield staging
-        shutil.rmtree(old, ignore_errors=True)
         if path.exists():
             path.rename(old)
         staging.rename(path)
+    except OSError as exc:
+        _name_the_output(exc, staging, path)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)

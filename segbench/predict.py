@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from segbench.checkpoint import load_checkpoint
 from segbench.data.dataset import normalize
-from segbench.data.voc import read_ids, read_image, voc_dir, voc_palette
+from segbench.data.voc import class_names, read_ids, read_split_image, voc_palette
 from segbench.errors import InputError
 from segbench.evaluate import SETTINGS_FILE
 from segbench.io import atomic_dir, write_label_png, write_npz
@@ -134,9 +134,13 @@ def predict(
     ``options`` override the checkpoint's paper options at test time (output stride 8 for a
     DeepLab v3 trained at 16); they must leave the weights' shapes alone. ``scales``, ``flip``,
     ``window`` and ``window_overlap``: see ``tta_probabilities``.
+
+    Refused, naming the file: a checkpoint of another class count than the dataset's, an image of
+    another size than its mask (where the split has masks), and probabilities that are not finite
+    (weights trained to NaN), whose argmax would be written as all-background PNGs.
     """
     if prob_stride < 1:
-        raise ValueError(f"prob_stride must be >= 1, got {prob_stride}")
+        raise InputError(f"prob_stride must be >= 1, got {prob_stride}")
     if not scales or min(scales) <= 0:
         raise InputError(f"scales must be positive numbers, got {list(scales)}")
     if window < 0 or not 0 <= window_overlap < 1:
@@ -147,16 +151,26 @@ def predict(
     }
     dev = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, dev, **(options or {}))
+    dataset_classes = len(class_names(data_root))
+    if meta["num_classes"] != dataset_classes:
+        raise InputError(
+            f"{checkpoint}: the model predicts {meta['num_classes']} classes but the dataset {data_root} has "
+            f"{dataset_classes}"
+        )
     model = model.to(memory_format=torch_memory_format(memory_format))
     ids = read_ids(data_root, split)
-    images = voc_dir(data_root) / "JPEGImages"
     palette = voc_palette()
     with atomic_dir(pred_dir) as preds, atomic_dir(probs_dir) as probs_out, torch.inference_mode():
         for image_id in tqdm(ids, desc=f"predict {meta['model']}", unit="img"):
-            image = read_image(images / f"{image_id}.jpg")
+            image = read_split_image(data_root, image_id)
             probs = tta_probabilities(
                 model, image, device=dev, scales=scales, flip=flip, window=window, window_overlap=window_overlap
             )
+            if not torch.isfinite(probs).all():
+                raise InputError(
+                    f"{checkpoint}: the probabilities of image {image_id} are not finite (NaN or inf); retrain the "
+                    "model with a lower lr or with grad_clip_norm"
+                )
             write_label_png(probs.argmax(0).to(torch.uint8).cpu().numpy(), preds / f"{image_id}.png", palette)
             write_npz(
                 probs_out / f"{image_id}.npz",

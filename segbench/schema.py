@@ -56,7 +56,14 @@ _PROVENANCE = (
     _c("device", "string", "", "device the run trained or ran on (cpu, cuda:0, cuda:<GPU model>)"),
     _c("seed", "int64", "", "training seed of the run (null where none)"),
     _c("config_hash", "string", "", "digest of every config setting that determines the run's results"),
+    _c("cpu", "string", "", "the CPU's vector instruction set as torch's kernels use it and its model, e.g. "
+       "\"AVX512, AMD EPYC\" (segbench.provenance.cpu; metrics: the training run's, from its checkpoint; null "
+       "where no model ran or the checkpoint predates the column): CPU results differ across instruction sets"),
+    _c("threads", "int64", "", "torch CPU intra-op threads (metrics: the training run's; null where no model ran): "
+       "another count sums in another order"),
 )
+# The bench tables declare ``threads`` among their settings, where it always was.
+_PROVENANCE_BUT_THREADS = tuple(c for c in _PROVENANCE if c.name != "threads")
 _RUN = (
     _c("dataset", "string", "", "dataset name (config dataset.name)"),
     _c("split", "string", "", "split scored, e.g. val"),
@@ -83,7 +90,7 @@ TABLES: dict[str, Table] = {
     t.kind: t
     for t in (
         Table(
-            "metrics", 4, "results/<dataset>/<run>/metrics.parquet (collected: results/metrics.parquet)",
+            "metrics", 5, "results/<dataset>/<run>/metrics.parquet (collected: results/metrics.parquet)",
             "segbench evaluate", "Scores of a run's predictions on a split, with and without the CRF: one row per "
             "(crf, region, metric[, class][, band]). Fractions in [0, 1] unless the unit says otherwise.",
             (
@@ -132,7 +139,7 @@ TABLES: dict[str, Table] = {
             ),
         ),
         Table(
-            "train_log", 1, "results/<dataset>/<run>/train_log.parquet (collected: results/train_log.parquet)",
+            "train_log", 2, "results/<dataset>/<run>/train_log.parquet (collected: results/train_log.parquet)",
             "segbench train", "One row per log_every iterations; validation columns where a pass ran.",
             (
                 _c("model", "string", "", "run name"),
@@ -151,7 +158,7 @@ TABLES: dict[str, Table] = {
             ),
         ),
         Table(
-            "bench", 1, "results/<dataset>/<run>/bench.parquet (collected: results/bench.parquet)", "segbench bench",
+            "bench", 2, "results/<dataset>/<run>/bench.parquet (collected: results/bench.parquet)", "segbench bench",
             "Speed and size of one model: one row per measure.",
             (
                 _c("dataset", "string", "", "dataset name"),
@@ -168,11 +175,11 @@ TABLES: dict[str, Table] = {
                 _c("metric", "string", "", "latency_median, latency_p90 (ms), fps, throughput (images/s), params (M), "
                    "gflops (GFLOP), gmacs (G multiply-adds), peak_memory (MiB), e2e_latency (ms, with the CRF)"),
                 *_MEASURE,
-                *_PROVENANCE,
+                *_PROVENANCE_BUT_THREADS,
             ),
         ),
         Table(
-            "bench_crf", 1, "results/crf_bench.parquet, results/<dataset>/bench_crf_e2e.parquet", "segbench bench-crf",
+            "bench_crf", 2, "results/crf_bench.parquet, results/<dataset>/bench_crf_e2e.parquet", "segbench bench-crf",
             "The CRF stage's speed against pydensecrf alone, and the stored probabilities' size.",
             (
                 *_INPUT_SIZE,
@@ -189,7 +196,7 @@ TABLES: dict[str, Table] = {
             ),
         ),
         Table(
-            "bench_peers", 1, "(by hand) segbench bench-peers --out", "segbench bench-peers",
+            "bench_peers", 2, "(by hand) segbench bench-peers --out", "segbench bench-peers",
             "Our models' latency beside torchvision's implementation of the same architecture.",
             (
                 *_INPUT_SIZE,
@@ -200,7 +207,7 @@ TABLES: dict[str, Table] = {
                 _c("implementation", "string", "", "segbench or torchvision"),
                 _c("metric", "string", "", "latency_median (ms) or latency_ratio (x, ours over theirs)"),
                 *_MEASURE,
-                *_PROVENANCE,
+                *_PROVENANCE_BUT_THREADS,
             ),
         ),
         Table(
@@ -221,7 +228,7 @@ TABLES: dict[str, Table] = {
             ),
         ),
         Table(
-            "doctor", 1, "(by hand) segbench doctor --out", "segbench doctor",
+            "doctor", 2, "(by hand) segbench doctor --out", "segbench doctor",
             "One row per check of the doctor: a few training and evaluation steps per family, DDP.",
             (
                 _c("check", "string", "", "train+eval, ddp nccl or ddp gloo"),

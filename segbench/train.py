@@ -20,6 +20,11 @@ A run is laid out as four steps, each a function below:
   (segbench.validation) into the log row, without touching the RNG streams or the data order,
   so the weights are those of a run without validation. The run's clocks (wall and process CPU
   seconds) count data loading and steps only: not setup, checkpoints or validation.
+
+What would fail late fails early: the output folder must take a file and every file of the split
+must exist before the first step; a non-finite loss stops the run at its step, and so do weights
+that the last step leaves giving non-finite outputs, so that no checkpoint.pt predicts NaN.
+``checkpoint.pt`` and ``train_log.parquet`` are written as one unit (``_write_outputs``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import os
 import random
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -366,8 +372,6 @@ def train_step(run: Run, config: TrainConfig, x: torch.Tensor, y: torch.Tensor) 
     if run.dist.enabled:
         dist.all_reduce(batch_loss)
     value = batch_loss.item()
-    if not np.isfinite(value):
-        raise FloatingPointError(f"loss became {value} at iteration {run.iteration + 1}; lower the learning rate")
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss * run.dist.world_size).backward()
     if config.grad_clip_norm:
@@ -526,15 +530,17 @@ def _batches(run: Run, config: TrainConfig) -> Iterator[tuple[torch.Tensor, torc
         epoch, offset = epoch + 1, 0
 
 
-def _timed_step(run: Run, config: TrainConfig, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """Load a batch and take a step, on the run's clocks; returns the batch's loss."""
+def _timed_step(
+    run: Run, config: TrainConfig, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
+) -> tuple[float, torch.Tensor]:
+    """Load a batch and take a step, on the run's clocks; returns the batch's loss and images."""
     wall, cpu = time.perf_counter(), time.process_time()
     x, y = next(batches)
     run.last_lr = run.optimizer.param_groups[0]["lr"]
     loss = train_step(run, config, x, y)
     run.elapsed += time.perf_counter() - wall
     run.cpu_elapsed += time.process_time() - cpu
-    return loss
+    return loss, x
 
 
 def _log_row(run: Run, config: TrainConfig) -> dict[str, Any]:
@@ -599,25 +605,28 @@ def train(
 
     ``num_classes`` defaults to the dataset's (its classes.txt, or VOC's 21). Resumes from
     ``out_dir/resume.pt`` when an earlier attempt left one; raises ``Preempted`` after saving
-    one on SIGTERM/SIGUSR1.
+    one on SIGTERM/SIGUSR1. Before the first step, ``out_dir`` must be writable and every file of
+    the split must exist.
     """
     if num_classes is None:
         num_classes = len(class_names(data_root))
     options = dict(options or {})
     out_dir = Path(out_dir)
+    run_name = run_name or model_name
+    _check_writable(out_dir)
     run = setup(
         data_root=data_root, split=split, val_split=val_split, model_name=model_name, config=config,
         num_classes=num_classes, width=width, options=options, pretrained_backbone=pretrained_backbone, device=device,
         init_from=init_from,
     )
     try:
-        _loop(run, config, out_dir, model_name, _fingerprint(
+        _loop(run, config, out_dir, run_name, _fingerprint(
             config, model=model_name, num_classes=num_classes, width=width, options=options, split=split,
             val_split=val_split, pretrained_backbone=pretrained_backbone, init_from=str(init_from or ""),
         ))
         if run.dist.is_main:
             _write_outputs(
-                run, config, out_dir, model_name=model_name, run_name=run_name or model_name, data_root=data_root,
+                run, config, out_dir, model_name=model_name, run_name=run_name, data_root=data_root,
                 split=split, val_split=val_split, num_classes=num_classes, width=width, options=options,
                 pretrained_backbone=pretrained_backbone, config_hash=config_hash,
             )
@@ -628,20 +637,31 @@ def train(
     return out_dir / "checkpoint.pt"
 
 
-def _loop(run: Run, config: TrainConfig, out_dir: Path, model_name: str, fingerprint: dict[str, Any]) -> None:
+def _check_writable(out_dir: Path) -> None:
+    """``out_dir`` exists (made if need be) and takes a new file, checked by making and removing a
+    nameless one: a read-only folder fails now rather than after the last step."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as exc:
+        raise InputError(f"{out_dir}: the output folder is not writable ({exc.strerror})") from exc
+
+
+def _loop(run: Run, config: TrainConfig, out_dir: Path, name: str, fingerprint: dict[str, Any]) -> None:
     resume = out_dir / RESUME_FILE
     if resume.is_file():
         load_state(run, resume, fingerprint)
         if run.dist.is_main:
-            print(f"{model_name}: resuming from {resume} at iteration {run.iteration}", file=sys.stderr)
+            print(f"{name}: resuming from {resume} at iteration {run.iteration}", file=sys.stderr)
     progress = tqdm(
-        total=config.iterations, initial=run.iteration, desc=f"train {model_name}", unit="it",
+        total=config.iterations, initial=run.iteration, desc=f"train {name}", unit="it",
         disable=not run.dist.is_main,
     )
     with _StopRequest() as stop:
         batches = _batches(run, config)
         while run.iteration < config.iterations:
-            loss = _timed_step(run, config, batches)
+            loss, images = _timed_step(run, config, batches)
+            _check_finite(run, config, name, loss=loss, images=images)
             run.window = [run.window[0] + loss, run.window[1] + 1]
             progress.update()
             if run.iteration % config.log_every == 0 or run.iteration == config.iterations:
@@ -656,6 +676,31 @@ def _loop(run: Run, config: TrainConfig, out_dir: Path, model_name: str, fingerp
                 progress.close()
                 raise Preempted(signum, run.iteration, resume)
     progress.close()
+
+
+def _check_finite(run: Run, config: TrainConfig, name: str, *, loss: float, images: torch.Tensor) -> None:
+    """Stop at a step whose loss is not finite (NaN or inf), before anything of it is saved.
+
+    A step's loss is that of the weights before it, so each step's weights are checked by the
+    next step's loss, and the last step's by the outputs they give its batch in eval mode (as
+    predict runs them, which changes no weight, batch-norm statistic or RNG stream): weights
+    that the last step broke would otherwise be saved, and predicted as NaN probabilities.
+    """
+    if not np.isfinite(loss):
+        broken = f"the loss became {loss}"
+    elif run.iteration == config.iterations and not _finite_outputs(run, images):
+        broken = "the model's outputs became NaN or inf"
+    else:
+        return
+    raise InputError(f"run {name}: {broken} at iteration {run.iteration}; lower lr or set grad_clip_norm")
+
+
+def _finite_outputs(run: Run, images: torch.Tensor) -> bool:
+    run.model.eval()
+    with torch.inference_mode():
+        output = run.model(images.to(run.device).contiguous(memory_format=memory_format(run.layout)))
+    run.model.train()
+    return bool(torch.isfinite(output).all())
 
 
 def _postfix(row: dict[str, Any]) -> dict[str, str]:
@@ -702,8 +747,17 @@ def _write_outputs(
     log.insert(1, "arch", model_name)
     for key in PROVENANCE_COLUMNS:
         log[key] = meta[key]
-    write_parquet(log, out_dir / "train_log.parquet", kind="train_log")
-    save_checkpoint(
-        out_dir / "checkpoint.pt", run.model, name=model_name, num_classes=num_classes, width=width,
-        options=options, meta=meta,
-    )
+    # The log and the checkpoint are one unit: a log beside the checkpoint of another run (an
+    # earlier one, when the new checkpoint failed to write) would look complete to Snakemake and
+    # to collect. Both are written in full to staged files first, so that a full disk fails with the
+    # earlier pair untouched; then the earlier log goes, and the checkpoint and the log are renamed
+    # into place, in that order (atomic_path renames the inner one first). A kill between these
+    # steps leaves a checkpoint without a log, which Snakemake reruns as an incomplete job.
+    log_path, checkpoint_path = out_dir / "train_log.parquet", out_dir / "checkpoint.pt"
+    with atomic_path(log_path) as staged_log, atomic_path(checkpoint_path) as staged_checkpoint:
+        write_parquet(log, staged_log, kind="train_log")
+        save_checkpoint(
+            staged_checkpoint, run.model, name=model_name, num_classes=num_classes, width=width,
+            options=options, meta=meta,
+        )
+        log_path.unlink(missing_ok=True)

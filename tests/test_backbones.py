@@ -40,3 +40,18 @@ def test_pretrained_weights_of_the_wrong_width_are_a_clear_error(tmp_path) -> No
     torch.save(weights, tmp_path / "resnet50.pth")
     with pytest.raises(InputError, match="do not fit 'deeplabv3_resnet50' at width 0.5"):
         build_model("deeplabv3_resnet50", width=0.5, pretrained_backbone=str(tmp_path / "resnet50.pth"))
+
+
+@pytest.mark.parametrize(
+    ("arch", "name", "content"),
+    [
+        ("deeplabv3_resnet50", "resnet50.pth", b"<html>404 Not Found</html>"),  # a download that went wrong
+        ("deeplabv3_resnet50", "resnet50.pth", b""),
+        ("deeplabv3plus_xception65", "model.safetensors", b"\x00" * 64),
+    ],
+)
+def test_a_corrupt_pretrained_weights_file_is_a_clear_error(tmp_path, arch: str, name: str, content: bytes) -> None:
+    weights = tmp_path / name
+    weights.write_bytes(content)
+    with pytest.raises(InputError, match=f"^pretrained_backbone file {weights}: not a readable [^\\n]+$"):
+        build_model(arch, width=0.125, pretrained_backbone=str(weights))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ from segbench.cli import STAGES, build_parser, main
 
 COMMANDS = (
     "prepare", "train", "predict", "crf-search", "crf", "evaluate", "bench", "bench-crf", "bench-peers",
-    "collect", "report", "models", "doctor",
+    "collect", "report", "check", "models", "doctor",
 )
 
 
@@ -118,3 +120,79 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(segbench.collect, "collect", broken)
     with pytest.raises(KeyError):
         main(["collect", "x.parquet", "--out", "y.parquet"])
+
+
+@pytest.mark.parametrize("bug", [ValueError("a bug"), FileNotFoundError(errno.ENOENT, "No such file", "internal.json")])
+def test_a_bugs_value_or_file_error_keeps_its_traceback(bug: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's mistake is an InputError where it is found; a ValueError is a bug's."""
+    import segbench.collect
+
+    def broken(inputs: object, out: object) -> None:
+        raise bug
+
+    monkeypatch.setattr(segbench.collect, "collect", broken)
+    with pytest.raises(type(bug)):
+        main(["collect", "x.parquet", "--out", "y.parquet"])
+
+
+class _Unreadable:
+    """A dataset whose images cannot be read (segbench.data.voc raises such an InputError)."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> None:
+        from segbench.errors import InputError
+
+        raise InputError(f"/data/JPEGImages/{index}.jpg: not a readable image (truncated)")
+
+
+def test_an_input_error_in_a_data_loader_worker_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """torch re-raises a worker's error with the worker's traceback as its message."""
+    import torch
+
+    import segbench.collect
+
+    def loading(inputs: object, out: object) -> None:
+        list(torch.utils.data.DataLoader(_Unreadable(), num_workers=1))
+
+    monkeypatch.setattr(segbench.collect, "collect", loading)
+    assert main(["collect", "x.parquet", "--out", "y.parquet"]) == 2
+    err = capsys.readouterr().err
+    assert err == "segbench collect: error: /data/JPEGImages/0.jpg: not a readable image (truncated)\n"
+
+
+def test_a_full_disk_is_one_line_naming_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """write() on a full disk names no file: the output being written is named."""
+    from PIL import Image
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    argv = ["prepare", "synthetic", "--out", str(tmp_path), "--num-train", "1", "--num-val", "1"]
+    assert main([*argv, "--height", "16", "--width", "16"]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]  # after tqdm's progress bar
+    assert last == f"segbench prepare: error: {tmp_path / 'VOCdevkit'}: no space left on device"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [("EROFS", "read-only file system"), ("EACCES", "permission denied"), ("EDQUOT", "disk quota exceeded")],
+)
+def test_the_machines_os_errors_are_one_line_naming_the_path(
+    code: str, reason: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import segbench.collect
+
+    def refused(inputs: object, out: object) -> None:
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), "/shared/results/metrics.parquet")
+
+    monkeypatch.setattr(segbench.collect, "collect", refused)
+    assert main(["collect", "x.parquet", "--out", "y.parquet"]) == 2
+    assert capsys.readouterr().err == f"segbench collect: error: /shared/results/metrics.parquet: {reason}\n"

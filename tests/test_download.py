@@ -348,3 +348,51 @@ def test_cli_mirror_and_retries_reach_prepare_voc(tmp_path: Path, monkeypatch: p
     assert main([*argv, "--retries", "1"]) == 0
     assert seen["mirrors"] == ["https://a.example/voc", "https://b.example/"] and seen["retries"] == 1
     assert build_parser().parse_args(["prepare", "voc2012", "--out", "x"]).retries == download.DEFAULT_RETRIES
+
+
+def test_cli_refuses_to_replace_a_dataset_before_downloading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "voc" / "VOCdevkit" / "VOC2012").mkdir(parents=True)
+    argv = ["prepare", "voc2012", "--archives", str(tmp_path / "archives"), "--out", str(tmp_path / "voc")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    existing = tmp_path / "voc" / "VOCdevkit"
+    assert err == f"segbench prepare: error: {existing}: a dataset is already there; pass --force to replace it\n"
+    assert not (tmp_path / "archives").exists()  # refused before any download
+
+
+def _swap_voc_archive(archives: Path, monkeypatch: pytest.MonkeyPatch, content: bytes) -> Path:
+    """The VOC archive in ``archives`` replaced by ``content`` (with its MD5, so that it is extracted)."""
+    voc_tar = archives / download.VOC2012.filename
+    voc_tar.write_bytes(content)
+    monkeypatch.setattr(download, "VOC2012", download.Archive(download.VOC2012.url, download.md5sum(voc_tar)))
+    return voc_tar
+
+
+def test_an_archive_escaping_its_folder_is_one_line(
+    archives: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w") as tar:
+        member = tarfile.TarInfo("../../escaped.txt")
+        member.size = 4
+        tar.addfile(member, io.BytesIO(b"evil"))
+    voc_tar = _swap_voc_archive(archives, monkeypatch, evil.getvalue())
+    out = tmp_path / "voc"
+    assert main(["prepare", "voc2012", "--no-download", "--archives", str(archives), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"segbench prepare: error: {voc_tar}: not a usable archive (")
+    assert "outside the destination" in err
+    assert len(err.splitlines()) == 1
+    assert not list(tmp_path.rglob("escaped.txt")) and list(out.iterdir()) == []  # nothing staged left
+
+
+@pytest.mark.parametrize("damage", ["cut", "not a tar"])
+def test_a_damaged_archive_is_one_line(archives: Path, monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+    sbd_tgz = archives / download.SBD.filename
+    content = sbd_tgz.read_bytes()[: sbd_tgz.stat().st_size // 2] if damage == "cut" else b"junk" * 1000
+    sbd_tgz.write_bytes(content)
+    monkeypatch.setattr(download, "SBD", download.Archive(download.SBD.url, download.md5sum(sbd_tgz)))
+    with pytest.raises(InputError, match=f"^{sbd_tgz}: not a usable archive \\([^\\n]+\\)$"):
+        download.prepare_voc(archives.parent / "voc", archives=archives, download=False, strict=False)

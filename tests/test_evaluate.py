@@ -256,13 +256,17 @@ def test_external_predictions_need_no_checkpoint(tiny_dataset: Path, tmp_path: P
     columns of a table with a checkpoint and of the majority baseline (collect checks them)."""
     import torch
 
+    from segbench.checkpoint import save_checkpoint
     from segbench.provenance import PROVENANCE_COLUMNS, git_commit
 
     _shifted_predictions(tiny_dataset, tmp_path / "pred")
     table = _evaluate(tiny_dataset, tmp_path / "pred", tmp_path / "m.parquet")
     assert (table["arch"] == "external").all() and (table["git_commit"] == git_commit()).all()
     assert table[[c for c in PROVENANCE_COLUMNS if c != "git_commit"]].isna().all().all()
-    torch.save({"model": "fcn8s", "meta": {"seed": 3}}, tmp_path / "checkpoint.pt")
+    save_checkpoint(
+        tmp_path / "checkpoint.pt", torch.nn.Conv2d(3, 9, 1), name="fcn8s", num_classes=9, width=1.0, options={},
+        meta={"seed": 3},
+    )
     run = _evaluate(tiny_dataset, tmp_path / "pred", tmp_path / "run.parquet", checkpoint=tmp_path / "checkpoint.pt")
     assert (run["arch"] == "fcn8s").all() and (run["seed"] == 3).all()
     baseline = majority_baseline(
@@ -271,6 +275,17 @@ def test_external_predictions_need_no_checkpoint(tiny_dataset: Path, tmp_path: P
     assert list(table.columns) == list(run.columns) == list(baseline.columns)
     with pytest.raises(InputError, match="checkpoint not found"):
         _evaluate(tiny_dataset, tmp_path / "pred", tmp_path / "x.parquet", checkpoint=tmp_path / "missing.pt")
+
+
+def test_a_bare_state_dict_is_not_a_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Its rows would claim a run while their provenance columns were null."""
+    import torch
+
+    _shifted_predictions(tiny_dataset, tmp_path / "pred")
+    torch.save(torch.nn.Conv2d(3, 9, 1).state_dict(), tmp_path / "weights.pt")
+    with pytest.raises(InputError, match=r"weights\.pt: not a segbench checkpoint \(missing fields: model, .*meta\)"):
+        _evaluate(tiny_dataset, tmp_path / "pred", tmp_path / "m.parquet", checkpoint=tmp_path / "weights.pt")
+    assert not (tmp_path / "m.parquet").exists()
 
 
 def test_protocol_only_keeps_the_image_rows_and_the_columns(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -121,7 +121,10 @@ def test_predict_records_its_test_time_settings(tiny_dataset: Path, tmp_path: Pa
     }
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"scales": (1.0, 0.0)}, "scales"), ({"window_overlap": 1.0}, "window")])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"scales": (1.0, 0.0)}, "scales"), ({"window_overlap": 1.0}, "window"), ({"prob_stride": 0}, "prob_stride")],
+)
 def test_predict_refuses_bad_settings_before_writing(tiny_dataset: Path, tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(InputError, match=message):
         predict(
@@ -143,3 +146,51 @@ def test_the_config_schema_defaults_are_predicts() -> None:
     assert settings["scales"]["default"] == list(defaults["scales"])
     assert settings["flip"]["default"] is defaults["flip"] and settings["window"]["default"] == defaults["window"]
     assert settings["window_overlap"]["default"] == pytest.approx(defaults["window_overlap"], abs=1e-4)
+
+
+def _predict(data_root: Path, checkpoint: Path, out: Path) -> int:
+    return predict(
+        data_root=data_root, split="val", checkpoint=checkpoint, pred_dir=out / "pred", probs_dir=out / "probs",
+        device="cpu",
+    )
+
+
+def test_predict_refuses_a_checkpoint_of_another_class_count(tiny_dataset: Path, tmp_path: Path) -> None:
+    model = build_model("fcn32s", num_classes=5, width=0.0625)
+    save_checkpoint(tmp_path / "five.pt", model, name="fcn32s", num_classes=5, width=0.0625, options={}, meta={})
+    with pytest.raises(InputError, match=r"five\.pt: the model predicts 5 classes but the dataset .* has 9"):
+        _predict(tiny_dataset, tmp_path / "five.pt", tmp_path)
+    assert not (tmp_path / "pred").exists()
+
+
+def test_predict_refuses_non_finite_probabilities(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Weights trained to NaN: their argmax would be written as all-background PNGs."""
+    from segbench.data.voc import read_ids
+
+    model = build_model("fcn32s", num_classes=9, width=0.0625)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    save_checkpoint(tmp_path / "nan.pt", model, name="fcn32s", num_classes=9, width=0.0625, options={}, meta={})
+    first = read_ids(tiny_dataset, "val")[0]
+    with pytest.raises(InputError, match=rf"nan\.pt: the probabilities of image {first} are not finite"):
+        _predict(tiny_dataset, tmp_path / "nan.pt", tmp_path)
+    assert not (tmp_path / "pred").exists() and not (tmp_path / "probs").exists()
+
+
+def test_predict_blames_the_dataset_for_an_image_of_another_size(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Otherwise the prediction (of the image's size) passes, and evaluate blames it for not fitting the mask."""
+    import shutil
+
+    from PIL import Image
+
+    from segbench.data.voc import read_ids, voc_dir
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    image_id = read_ids(root, "val")[2]
+    image_path = voc_dir(root) / "JPEGImages" / f"{image_id}.jpg"
+    with Image.open(image_path) as image:
+        image.resize((60, 48)).save(image_path)  # the masks are 64x48
+    with pytest.raises(InputError, match=rf"{image_id}\.png: mask is 64x48 but image {image_id}\.jpg is 60x48"):
+        _predict(root, _checkpoint(tmp_path / "checkpoint.pt"), tmp_path)
+    assert not (tmp_path / "pred").exists()

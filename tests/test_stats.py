@@ -159,8 +159,6 @@ def test_evaluate_writes_intervals_and_per_image_matrices(tiny_dataset: Path, tm
     """The evaluate stage with the ground truth as its own prediction: mIoU 1, interval [1, 1]."""
     import shutil
 
-    import torch
-
     from segbench.data.voc import mask_dir, read_ids
     from segbench.evaluate import confusion_path, evaluate
     from segbench.regions import REGIONS, SIZE_BUCKETS
@@ -169,10 +167,9 @@ def test_evaluate_writes_intervals_and_per_image_matrices(tiny_dataset: Path, tm
     pred.mkdir()
     for image_id in read_ids(tiny_dataset, "val"):
         shutil.copy(mask_dir(tiny_dataset) / f"{image_id}.png", pred / f"{image_id}.png")
-    # evaluate reads provenance from the checkpoint's header only.
-    torch.save({"model": "fcn8s", "meta": {}}, tmp_path / "checkpoint.pt")
+    # Scored as an external folder: no checkpoint, so no provenance to read.
     table = evaluate(
-        data_root=tiny_dataset, split="val", dataset="tiny", model="m", checkpoint=tmp_path / "checkpoint.pt",
+        data_root=tiny_dataset, split="val", dataset="tiny", model="m",
         pred_dir=pred, crf_dir=None, out=tmp_path / "metrics.parquet",
     )
     row = in_region(table).set_index("metric").loc["mIoU"]

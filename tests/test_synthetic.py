@@ -4,13 +4,15 @@ import inspect
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.ndimage
 import yaml
 from PIL import Image
 
-from segbench.cli import build_parser
+from segbench.cli import build_parser, main
 from segbench.data.synthetic import CLASSES, generate, render_sample
 from segbench.data.voc import VOID, read_ids, voc_dir, voc_palette
+from segbench.errors import InputError
 
 
 def test_layout_is_voc(tiny_dataset: Path) -> None:
@@ -76,8 +78,26 @@ def test_settings_have_one_default() -> None:
 def test_failed_generation_keeps_the_old_dataset(tmp_path: Path) -> None:
     generate(tmp_path, seed=0, num_train=2, num_val=1, height=32, width=32)
     before = sorted(p.name for p in (voc_dir(tmp_path) / "JPEGImages").iterdir())
-    try:
+    with pytest.raises(InputError, match="num_val must be >= 1, got 0"):
         generate(tmp_path, seed=0, num_train=2, num_val=0, height=32, width=32)
-    except ValueError as exc:
-        assert "num_val" in str(exc)
     assert sorted(p.name for p in (voc_dir(tmp_path) / "JPEGImages").iterdir()) == before
+
+
+def test_prepare_refuses_to_replace_a_dataset_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["prepare", "synthetic", "--out", str(tmp_path), "--num-train", "1", "--num-val", "1", "--height", "16"]
+    argv += ["--width", "16"]
+    assert main([*argv, "--seed", "1"]) == 0
+    first = (voc_dir(tmp_path) / "SegmentationClass" / "val_000000.png").read_bytes()
+    assert main([*argv, "--seed", "2"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == f"segbench prepare: error: {tmp_path / 'VOCdevkit'}: a dataset is already there; pass --force to replace it"
+    assert (voc_dir(tmp_path) / "SegmentationClass" / "val_000000.png").read_bytes() == first
+    assert main([*argv, "--seed", "2", "--force"]) == 0
+    assert (voc_dir(tmp_path) / "SegmentationClass" / "val_000000.png").read_bytes() != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["VOCdevkit"]  # nothing staged left behind
+
+
+def test_the_smallest_allowed_images_are_drawn(tmp_path: Path) -> None:
+    """8 px, the schema's minimum: the clutter's size range no longer goes negative."""
+    generate(tmp_path, seed=0, num_train=2, num_val=1, height=8, width=9)
+    assert len(list(tmp_path.rglob("*.png"))) == 3

@@ -496,3 +496,126 @@ def test_zero_iterations_evaluate_the_init_weights_as_another_variant(tiny_datas
             data_root=tiny_dataset, split="train", model_name="pspnet_resnet50", out_dir=tmp_path / "y",
             config=config, width=0.0625, init_from=trained,
         )
+
+
+# --- nothing wrong is saved, and what fails does so before the first step ----------------------
+
+
+def test_weights_broken_by_the_last_step_are_not_saved(tiny_dataset: Path, tmp_path: Path) -> None:
+    """A step's loss is that of the weights before it: the weights the last step leaves must be
+    checked too, or a model that predicts NaN probabilities was saved."""
+    config = TrainConfig(iterations=1, batch_size=2, crop_size=32, lr=3e38)  # its one step makes the outputs overflow
+    with pytest.raises(InputError, match=r"run tiny-fcn: the model.s outputs became NaN or inf at iteration 1; lower"):
+        train(
+            data_root=tiny_dataset, split="train", model_name="fcn8s", out_dir=tmp_path, config=config, width=0.0625,
+            run_name="tiny-fcn",
+        )
+    assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "train_log.parquet").exists()
+
+
+def _counting_steps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    import segbench.train as train_module
+
+    steps: list[int] = []
+    step = train_module.train_step
+
+    def counted(run, config, x, y):
+        steps.append(run.iteration)
+        return step(run, config, x, y)
+
+    monkeypatch.setattr(train_module, "train_step", counted)
+    return steps
+
+
+def test_a_missing_file_of_the_split_fails_before_the_first_step(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from segbench.data.voc import mask_dir, read_ids
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    last = read_ids(root, "train")[-1]
+    (mask_dir(root) / f"{last}.png").unlink()
+    steps = _counting_steps(monkeypatch)
+    with pytest.raises(InputError, match=rf"{last}\.png: listed in .*train\.txt but missing"):
+        _run(root, tmp_path / "out")
+    assert steps == []
+
+
+def test_an_unwritable_output_folder_fails_before_the_first_step(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "file").write_text("")
+    steps = _counting_steps(monkeypatch)
+    with pytest.raises(InputError, match=r"file/out: the output folder is not writable"):
+        _run(tiny_dataset, tmp_path / "file" / "out")
+    assert steps == []
+
+
+@pytest.mark.parametrize("failure", ["disk full writing the checkpoint", "killed before the log is in place"])
+def test_the_log_and_the_checkpoint_are_written_as_one_unit(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """A rerun that fails while writing its outputs never leaves its log beside the earlier run's
+    checkpoint: a full disk leaves the earlier pair as it was, a kill between the renames no log."""
+    import errno
+    import os
+
+    import segbench.train as train_module
+
+    _run(tiny_dataset, tmp_path, iterations=1)
+    earlier = {name: (tmp_path / name).read_bytes() for name in ("checkpoint.pt", "train_log.parquet")}
+    if failure.startswith("disk full"):
+        def save_checkpoint(path, *args, **kwargs):
+            Path(path).write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(train_module, "save_checkpoint", save_checkpoint)
+    else:
+        replace = os.replace
+
+        def killed_at_the_log(src, dst):
+            if Path(dst).name == "train_log.parquet":
+                raise KeyboardInterrupt  # stands in for SIGKILL between the two renames
+            replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", killed_at_the_log)
+    with pytest.raises((OSError, KeyboardInterrupt)):
+        _run(tiny_dataset, tmp_path, iterations=2)
+    monkeypatch.undo()
+    left = sorted(p.name for p in tmp_path.iterdir())
+    if failure.startswith("disk full"):
+        assert left == ["checkpoint.pt", "train_log.parquet"]
+        assert {name: (tmp_path / name).read_bytes() for name in earlier} == earlier
+    else:
+        assert left == ["checkpoint.pt"]
+        assert torch.load(tmp_path / "checkpoint.pt")["meta"]["train"]["iterations"] == 2
+
+
+def test_a_corrupt_image_in_a_loader_worker_is_one_line_naming_it(tiny_dataset: Path, tmp_path: Path) -> None:
+    """A file that exists but does not decode is found by the loader when it reaches it; the
+    worker's error comes back as one line naming the file, exit status 2."""
+    import shutil
+    import subprocess
+    import sys
+
+    from segbench.data.voc import read_ids, voc_dir
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    image = voc_dir(root) / "JPEGImages" / f"{read_ids(root, 'train')[5]}.jpg"
+    image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "segbench"), "train", "--data", str(root), "--arch", "fcn8s",
+            "--width", "0.0625", "--out-dir", str(tmp_path / "out"), "--iterations", "6", "--batch-size", "2",
+            "--crop-size", "32", "--workers", "1", "--threads", "1",
+        ],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"error: {image}: not a readable image" in errors[0]

@@ -102,3 +102,32 @@ def test_dataset_items_are_repeatable(tiny_dataset: Path) -> None:
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     ds.epoch = 1
     assert not np.array_equal(ds[3][0], a[0])
+
+
+def test_an_id_listed_twice_is_refused_naming_the_list_and_its_lines(tmp_path: Path) -> None:
+    """Scored twice, an image would weigh double in every score (and predict would count it twice)."""
+    from segbench.data.voc import read_ids
+
+    _voc_tree(tmp_path, {image_id: _palette_png(np.zeros((10, 20))) for image_id in ("a", "b")})
+    (voc_dir(tmp_path) / "ImageSets" / "Segmentation" / "val.txt").write_text("a\nb\n\nb\na\n")
+    with pytest.raises(InputError, match=r"val\.txt: image id 'b' is listed twice \(lines 2 and 4\)"):
+        read_ids(tmp_path, "val")
+
+
+def test_a_missing_file_of_the_split_fails_when_the_dataset_is_made(tmp_path: Path) -> None:
+    _voc_tree(tmp_path, {image_id: _palette_png(np.zeros((10, 20))) for image_id in ("a", "b", "c")})
+    (voc_dir(tmp_path) / "SegmentationClass" / "b.png").unlink()
+    with pytest.raises(InputError, match=r"b\.png: listed in .*val\.txt but missing \(1 of its 3 masks are\)"):
+        VOCSegmentation(tmp_path, "val")
+
+
+def test_an_image_is_checked_against_its_mask_where_there_is_one(tmp_path: Path) -> None:
+    """The dataset is blamed for an image and mask of different sizes, not a later prediction."""
+    from segbench.data.voc import read_split_image
+
+    _voc_tree(tmp_path, {"s": _palette_png(np.zeros((11, 20))), "t": _palette_png(np.zeros((10, 20)))})
+    with pytest.raises(InputError, match=r"s\.png: mask is 20x11 but image s\.jpg is 20x10 \(the dataset's"):
+        read_split_image(tmp_path, "s")
+    assert read_split_image(tmp_path, "t").shape == (10, 20, 3)
+    (voc_dir(tmp_path) / "SegmentationClass" / "s.png").unlink()  # a test split has no masks
+    assert read_split_image(tmp_path, "s").shape == (10, 20, 3)

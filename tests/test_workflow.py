@@ -123,6 +123,25 @@ def test_embedded_dataset_needs_its_own_class_count(tmp_path: Path) -> None:
     assert "dataset.num_classes: the embedded dataset has 9 classes" in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    ("run", "message"),
+    [
+        ({"arch": "segnett"}, "models.m.arch: 'segnett' is not a registered architecture; did you mean segnet?"),
+        ({"arch": "fcn8s", "options": {"dropout": 0.5}}, "models.m.options.dropout: fcn8s has no such option"),
+        (
+            {"arch": "deeplabv3_resnet50", "eval": {"options": {"output_strid": 8}}},
+            "models.m.eval.options.output_strid: deeplabv3_resnet50 has no such option; its options are",
+        ),
+    ],
+)
+def test_an_unknown_architecture_or_option_fails_the_dry_run(tmp_path: Path, run: dict, message: str) -> None:
+    """Rather than a train or predict job's log, hours into the workflow."""
+    bad = {**TINY, "models": {"m": {"width": 0.0625, **run}}}
+    result = snakemake(tmp_path, bad, "--dry-run", "--cores", "1")
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
 def test_lint_is_clean() -> None:
     result = subprocess.run(
         [str(BIN / "snakemake"), "--lint", "--snakefile", str(REPO / "Snakefile")],
@@ -244,3 +263,18 @@ def test_seeds_expand_into_runs(tmp_path: Path) -> None:
     config["models"]["b"]["seeds"] = [0, 2]
     result = snakemake(tmp_path, config, "-n", "--cores", "1")
     assert result.returncode != 0 and "seed 2 is not among the seeds of a" in result.stdout + result.stderr
+
+
+def test_the_ci_config_plans_the_runs_of_its_committed_baseline(tmp_path: Path) -> None:
+    """`make ci-check`'s workflow (config/ci.yaml, --cores 2) trains the runs that
+    config/baselines/ci/metrics.parquet holds, one thread each as there: renaming or adding a run
+    without refreshing the baseline fails here, in seconds, not only in `segbench check`."""
+    from segbench.io import read_parquet
+
+    root = _repo_copy(tmp_path)
+    commands = _dry_run(root, "--configfile", "config/ci.yaml", "--cores", "2", "results/metrics.parquet")
+    train = _by_run(commands["train"])
+    baseline = read_parquet(root / "config" / "baselines" / "ci" / "metrics.parquet", kind="metrics")
+    assert set(train) == set(baseline.loc[baseline["arch"] != "baseline", "model"])
+    assert {_flag(c, "--threads") for c in train.values()} == {"1"} == {str(t) for t in baseline["threads"].dropna().astype(int)}
+    assert "report" not in commands and "bench" not in commands  # the metrics table only

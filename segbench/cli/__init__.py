@@ -15,6 +15,7 @@ from segbench.cli import (
     bench,
     bench_crf,
     bench_peers,
+    check,
     collect,
     crf,
     crf_search,
@@ -30,7 +31,8 @@ from segbench.cli.common import run_stage
 
 # In pipeline order, as `segbench --help` lists them.
 STAGES = (
-    prepare, train, predict, crf_search, crf, evaluate, bench, bench_crf, bench_peers, collect, report, models, doctor,
+    prepare, train, predict, crf_search, crf, evaluate, bench, bench_crf, bench_peers, collect, report, check, models,
+    doctor,
 )
 
 _EXAMPLES = """\
@@ -46,12 +48,16 @@ stages, in pipeline order:
   bench-peers  our models' latency beside torchvision's of the same architecture
   collect      concatenate per-model tables into one Parquet file
   report       tables and figures -> index.html, report.md, figures/
+  check        compare metrics.parquet with a stored baseline; exit 1 on drift (CI)
   models       list the registered architectures
   doctor       will segbench train here? devices, versions, a few AMP steps per family (~1 min)
 
 example (the embedded dataset, one model, by hand):
   segbench prepare synthetic --out resources/embedded
   segbench train --data resources/embedded --arch fcn8s --width 0.125 --out-dir results/embedded/fcn8s
+
+example (CI: the workflow on config/ci.yaml, then its metrics against the committed baseline):
+  segbench check --results results/metrics.parquet --baseline config/baselines/ci
 """
 
 

@@ -4,6 +4,7 @@ thing in several stages (each flag name has one meaning across the CLI)."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -14,8 +15,19 @@ from segbench.errors import InputError, PretrainedWeightsUnavailable
 Run = Callable[[argparse.Namespace], "int | None"]
 
 # Errors that are the user's to fix (a missing file, a bad value): one line on stderr, exit
-# status 2 (argparse's for bad usage), no traceback. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (InputError, PretrainedWeightsUnavailable, ValueError, FileNotFoundError, FloatingPointError)
+# status 2 (argparse's for bad usage), no traceback. Anything else is a bug and keeps its traceback:
+# a user's mistake is turned into an InputError naming the file or field where it is found.
+USER_ERRORS = (InputError, PretrainedWeightsUnavailable)
+# OSErrors that the machine, not segbench, causes: one line naming the path (segbench.io names the
+# output, not its hidden staging name). Any other OSError is a bug's or a missing input's, which
+# the code that reads it reports as an InputError.
+SYSTEM_ERRORS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
 
 
 def add_stage(subparsers: argparse._SubParsersAction, name: str, run: Run, help_text: str) -> argparse.ArgumentParser:
@@ -27,12 +39,26 @@ def add_stage(subparsers: argparse._SubParsersAction, name: str, run: Run, help_
     return parser
 
 
+def _user_message(exc: Exception) -> str:
+    """The message of a user error. torch re-raises an error of a DataLoader worker as a new one of
+    the same type whose message is the worker's whole traceback; the original message follows the
+    type's name on its last lines."""
+    worker_prefix = f"\n{type(exc).__module__}.{type(exc).__qualname__}: "
+    return str(exc).rpartition(worker_prefix)[2].strip()
+
+
 def run_stage(args: argparse.Namespace) -> int:
     """The stage's exit status; a user error becomes one line on stderr and status 2."""
     try:
         status = args.run(args)
     except USER_ERRORS as exc:
-        print(f"segbench {args.command}: error: {exc}", file=sys.stderr)
+        print(f"segbench {args.command}: error: {_user_message(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in SYSTEM_ERRORS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"segbench {args.command}: error: {where}{SYSTEM_ERRORS[exc.errno]}", file=sys.stderr)
         return 2
     return status or 0
 

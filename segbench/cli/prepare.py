@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from segbench.cli.common import add_stage
+from segbench.errors import InputError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -15,6 +16,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", choices=("synthetic", "voc2012"), help="which dataset")
     p.add_argument("--out", required=True, type=Path, help="dataset root; VOCdevkit/VOC2012 is created inside")
+    p.add_argument(
+        "--force", action="store_true",
+        help="replace a dataset already in --out (once the new one is complete); without it, one there is an error",
+    )
     g = p.add_argument_group("synthetic")
     g.add_argument("--seed", type=int, default=0, help="generator seed (the dataset is a function of it)")
     g.add_argument("--num-train", type=int, default=1000, help="training images")
@@ -40,6 +45,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    # Checked first: a VOC download takes hours, and an existing dataset may be the only copy.
+    existing = args.out / "VOCdevkit"
+    if existing.exists() and not args.force:
+        raise InputError(f"{existing}: a dataset is already there; pass --force to replace it")
     if args.source == "synthetic":
         from segbench.data.synthetic import generate
 

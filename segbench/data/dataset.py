@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from segbench.data.voc import MEAN, STD, VOID, read_ids, read_sample
+from segbench.data.voc import MEAN, STD, VOID, check_files, read_ids, read_sample
 
 
 def normalize(image: np.ndarray) -> torch.Tensor:
@@ -55,7 +55,8 @@ class TrainTransform:
 
 
 class VOCSegmentation(torch.utils.data.Dataset):
-    """One split of a VOC-layout dataset.
+    """One split of a VOC-layout dataset, its files checked to exist when it is made (not read:
+    a corrupt file is named by the InputError of the item that reads it).
 
     Without a transform, items are ``(image uint8 HxWx3, labels uint8 HxW, id)``;
     with one, ``(x[3,h,w] float, y[h,w] int64)`` where the transform draws its
@@ -79,6 +80,7 @@ class VOCSegmentation(torch.utils.data.Dataset):
         self.seed = seed
         self.epoch = 0
         self.ids = read_ids(root, split)
+        check_files(root, split, ids=self.ids)
 
     def __len__(self) -> int:
         return len(self.ids)

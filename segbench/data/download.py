@@ -14,12 +14,14 @@ appears at its path only once its MD5 matches.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import re
 import shutil
 import tarfile
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,8 +258,14 @@ def fetch(
     )
 
 def _extract(archive: Path, into: Path) -> None:
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
+    """Unpack ``archive``; the "data" filter refuses members that would land outside ``into``
+    (absolute paths, ``..``, links out), device files and the like."""
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(into, filter="data")
+    # TarError: not a tar, or a member refused; the others: a cut or corrupt .tgz.
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise InputError(f"{archive}: not a usable archive ({' '.join(str(exc).split())})") from exc
 
 
 def _ids(path: Path) -> list[str]:

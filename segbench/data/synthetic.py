@@ -38,6 +38,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from segbench.data.voc import VOID, voc_palette
+from segbench.errors import InputError
 from segbench.io import atomic_dir, write_label_png
 
 HUES = ("red", "yellow", "green", "cyan", "blue", "magenta")  # class 1 + i has hue i / 6
@@ -108,7 +109,8 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     shade = np.asarray(Image.fromarray((shade * 100).astype(np.uint8)).resize((width, height), Image.BILINEAR), dtype=np.float32)
     image = base * shade[..., None] / 100
     for _ in range(int(rng.integers(1, 4))):
-        size = float(np.exp(rng.uniform(np.log(4), np.log(0.4 * min(height, width)))))
+        # Clutter from 4 px to 40 % of the shorter side (at least 4 px: the smallest images allowed).
+        size = float(np.exp(rng.uniform(np.log(4), np.log(max(4.0, 0.4 * min(height, width))))))
         mask = _outline(rng, "polygon", size, height, width)
         speckle = rng.uniform(0.7, 1.2, (height, width, 1)).astype(np.float32)
         image[mask] = (_colour(rng, rng.uniform(), (0.0, 0.2), (0.3, 0.9)) * speckle)[mask]
@@ -177,7 +179,7 @@ def generate(
     """
     for field, value, low in (("num_train", num_train, 1), ("num_val", num_val, 1), ("height", height, 8), ("width", width, 8)):
         if value < low:
-            raise ValueError(f"{field} must be >= {low}, got {value}")
+            raise InputError(f"{field} must be >= {low}, got {value}")
     with atomic_dir(Path(out) / "VOCdevkit") as staging:
         _write_tree(staging / "VOC2012", seed=seed, num_train=num_train, num_val=num_val, height=height, width=width)
     return Path(out) / "VOCdevkit" / "VOC2012"

@@ -17,6 +17,7 @@ No torch here: the CRF, evaluation and report stages read datasets without it
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -65,14 +66,44 @@ def class_names(root: str | Path) -> tuple[str, ...]:
     return VOC_CLASSES
 
 
+def split_list(root: str | Path, split: str) -> Path:
+    """The list of a split's image ids, one a line."""
+    return voc_dir(root) / "ImageSets" / "Segmentation" / f"{split}.txt"
+
+
 def read_ids(root: str | Path, split: str) -> list[str]:
-    path = voc_dir(root) / "ImageSets" / "Segmentation" / f"{split}.txt"
+    """The split's image ids in list order, each once: an id listed twice would be predicted and
+    scored twice, weighting its image double in every score."""
+    path = split_list(root, split)
     if not path.is_file():
         raise InputError(f"{path}: split list not found (is the dataset prepared?)")
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-    if not ids:
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        image_id = line.split()[0]
+        if image_id in first_line:
+            raise InputError(
+                f"{path}: image id {image_id!r} is listed twice (lines {first_line[image_id]} and {number})"
+            )
+        first_line[image_id] = number
+    if not first_line:
         raise InputError(f"{path}: split list is empty")
-    return ids
+    return list(first_line)
+
+
+def check_files(root: str | Path, split: str, *, ids: list[str]) -> None:
+    """Every image and mask of the split exists; one directory listing each (a fraction of a
+    second for VOC's 10,582 training images), so that a missing file fails before training rather
+    than when the loader reaches it."""
+    for kind, folder, suffix in (("images", voc_dir(root) / "JPEGImages", ".jpg"), ("masks", mask_dir(root), ".png")):
+        present = set(os.listdir(folder)) if folder.is_dir() else set()
+        missing = [image_id for image_id in ids if f"{image_id}{suffix}" not in present]
+        if missing:
+            raise InputError(
+                f"{folder / (missing[0] + suffix)}: listed in {split_list(root, split)} but missing "
+                f"({len(missing)} of its {len(ids)} {kind} are)"
+            )
 
 
 def mask_dir(root: str | Path) -> Path:
@@ -117,17 +148,43 @@ def read_label_png(path: str | Path, num_classes: int) -> np.ndarray:
     return labels
 
 
+def _check_same_size(
+    *, image_path: Path, image_size: tuple[int, ...], label_path: Path, label_size: tuple[int, ...]
+) -> None:
+    """An image and its mask (sizes as height, width) of different sizes are the dataset's fault:
+    named here, before a prediction of the image's size is blamed for not fitting the mask."""
+    if tuple(image_size) != tuple(label_size):
+        raise InputError(
+            f"{label_path}: mask is {label_size[1]}x{label_size[0]} but image {image_path.name} is "
+            f"{image_size[1]}x{image_size[0]} (the dataset's image and mask differ)"
+        )
+
+
 def read_sample(root: str | Path, image_id: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     image_path = voc_dir(root) / "JPEGImages" / f"{image_id}.jpg"
     label_path = mask_dir(root) / f"{image_id}.png"
     image = read_image(image_path)
     labels = read_label_png(label_path, num_classes)
-    if image.shape[:2] != labels.shape:
-        raise InputError(
-            f"{label_path}: mask is {labels.shape[1]}x{labels.shape[0]} but image "
-            f"{image_path.name} is {image.shape[1]}x{image.shape[0]}"
-        )
+    _check_same_size(image_path=image_path, image_size=image.shape[:2], label_path=label_path, label_size=labels.shape)
     return image, labels
+
+
+def read_split_image(root: str | Path, image_id: str) -> np.ndarray:
+    """The image ``image_id``, checked against its mask's size where the dataset has a mask (a
+    test split has none); only the mask's header is read."""
+    image_path = voc_dir(root) / "JPEGImages" / f"{image_id}.jpg"
+    label_path = mask_dir(root) / f"{image_id}.png"
+    image = read_image(image_path)
+    if label_path.is_file():
+        try:
+            with Image.open(label_path) as mask:
+                label_size = (mask.height, mask.width)
+        except OSError as exc:
+            raise InputError(f"{label_path}: not a readable PNG ({exc})") from exc
+        _check_same_size(
+            image_path=image_path, image_size=image.shape[:2], label_path=label_path, label_size=label_size
+        )
+    return image
 
 
 def class_pixel_counts(root: str | Path, split: str, num_classes: int) -> np.ndarray:

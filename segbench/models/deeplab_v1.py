@@ -41,6 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segbench.errors import InputError
 from segbench.models.backbones.vgg import VGG16_STAGES, load_vgg16_stages, vgg16_imagenet_state, vgg16_stages
 from segbench.models.layers import init_kaiming, scaled
 from segbench.models.registry import register_model
@@ -71,7 +72,7 @@ class DeepLab(nn.Module):
     def __init__(self, input_scales: Sequence[float] = (1.0,)) -> None:
         super().__init__()
         if not input_scales or any(s <= 0 for s in input_scales):
-            raise ValueError(f"input_scales must be positive, got {tuple(input_scales)}")
+            raise InputError(f"input_scales must be positive, got {tuple(input_scales)}")
         self.input_scales = tuple(Fraction(s).limit_denominator(1000) for s in input_scales)
         self.grid_step = math.lcm(*(OUTPUT_STRIDE * s.denominator for s in self.input_scales))
 

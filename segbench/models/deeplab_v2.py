@@ -32,6 +32,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from segbench.errors import InputError
 from segbench.models.backbones.resnet import ResNet
 from segbench.models.backbones.vgg import load_vgg16_stages, vgg16_imagenet_state
 from segbench.models.deeplab_v1 import OUTPUT_STRIDE, DeepLab, DeepLabVGG, atrous_fc, load_decimated_fc
@@ -62,7 +63,7 @@ class DeepLabV2(DeepLab):
 
 def _check_rates(rates: Sequence[int]) -> tuple[int, ...]:
     if not rates or any(r < 1 for r in rates):
-        raise ValueError(f"ASPP rates must be positive integers, got {tuple(rates)}")
+        raise InputError(f"ASPP rates must be positive integers, got {tuple(rates)}")
     return tuple(rates)
 
 

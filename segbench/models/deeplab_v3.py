@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segbench.errors import InputError
 from segbench.models.backbones.resnet import DEPTHS, Bottleneck, ResNet, make_layer
 from segbench.models.backbones.xception import SeparableConv2d, conv_bn
 from segbench.models.layers import init_kaiming, scaled
@@ -53,7 +54,7 @@ _RATES_AT_OS16 = (6, 12, 18)
 def aspp_rates(output_stride: int) -> tuple[int, ...]:
     """ASPP rates keep their field of view as the output stride changes (Section 3.3)."""
     if output_stride not in (8, 16, 32):
-        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+        raise InputError(f"output_stride must be 8, 16 or 32, got {output_stride}")
     return tuple(r * 16 // output_stride for r in _RATES_AT_OS16)
 
 
@@ -165,7 +166,7 @@ class CascadedDeepLabV3(nn.Module):
     ) -> None:
         super().__init__()
         if not 4 <= last_block <= 7:
-            raise ValueError(f"last_block must be 4 (block4 only) to 7, got {last_block}")
+            raise InputError(f"last_block must be 4 (block4 only) to 7, got {last_block}")
         self.backbone = ResNet(depth=depth, width=width, output_stride=output_stride, multi_grid=multi_grid)
         channels = self.backbone.channels[3]
         planes = channels // Bottleneck.expansion

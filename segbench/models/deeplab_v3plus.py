@@ -29,6 +29,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from segbench.errors import InputError
 from segbench.data.voc import MEAN, STD
 
 from segbench.models.backbones.resnet import ResNet
@@ -89,11 +90,11 @@ class DeepLabV3Plus(nn.Module):
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
+            raise InputError(f"backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
         self.backbone: ResNet | Xception65
         if backbone == "xception65":
             if multi_grid is not None:
-                raise ValueError("multi_grid applies to the ResNet backbones only")
+                raise InputError("multi_grid applies to the ResNet backbones only")
             self.backbone = Xception65(width=width, output_stride=output_stride)
             low_level, high_level = self.backbone.low_level_channels, self.backbone.channels
             self.register_buffer("imagenet_mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)

@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segbench.errors import InputError
 from segbench.models.backbones.vgg import load_vgg16_fully_convolutional, vgg16_stages
 from segbench.models.layers import init_kaiming, mirror_pad, scaled
 from segbench.models.registry import register_model
@@ -118,7 +119,7 @@ class ContextModule(nn.Module):
     def __init__(self, *, classes: int, multipliers: Sequence[int], noise: float) -> None:
         super().__init__()
         if len(multipliers) != len(CONTEXT_DILATIONS):
-            raise ValueError(f"context module needs {len(CONTEXT_DILATIONS)} multipliers, got {tuple(multipliers)}")
+            raise InputError(f"context module needs {len(CONTEXT_DILATIONS)} multipliers, got {tuple(multipliers)}")
         # Each valid 3x3 layer of dilation d consumes d px per side.
         self.margin = sum(CONTEXT_DILATIONS)
         layers: list[nn.Module] = []
@@ -146,7 +147,7 @@ class DilationNet(nn.Module):
     def __init__(self, *, num_classes: int, width: float, context: str | None) -> None:
         super().__init__()
         if context is not None and context not in CONTEXT_MULTIPLIERS:
-            raise ValueError(f"context must be None, 'basic' or 'large', got {context!r}")
+            raise InputError(f"context must be None, 'basic' or 'large', got {context!r}")
         self.front_end = FrontEnd(num_classes=num_classes, width=width)
         self.context = None
         if context is not None:

@@ -36,6 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segbench.errors import InputError
 from segbench.models.backbones.resnet import ResNet
 from segbench.models.layers import bilinear_kernel, center_crop_to, init_kaiming
 from segbench.models.registry import register_model
@@ -100,7 +101,7 @@ class GCN(nn.Module):
     def __init__(self, *, num_classes: int, width: float, depth: int, kernel_size: int) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and positive so that maps stay aligned, got {kernel_size}")
+            raise InputError(f"kernel_size must be odd and positive so that maps stay aligned, got {kernel_size}")
         self.backbone = ResNet(depth=depth, width=width, output_stride=32)
         self.gcn = nn.ModuleList(GlobalConvolution(c, num_classes, kernel_size) for c in self.backbone.channels)
         self.stage_br = nn.ModuleList(BoundaryRefinement(num_classes) for _ in range(4))

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from segbench.errors import PretrainedWeightsUnavailable
+from segbench.errors import InputError, PretrainedWeightsUnavailable
 
 
 def scaled(channels: int, width: float) -> int:
@@ -89,7 +89,12 @@ def load_state_dict_from_source(
         raise PretrainedWeightsUnavailable(
             f"pretrained_backbone file {path} for {what} does not exist (expected a copy of {url})"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a corrupt file, some with pages of advice
+        raise InputError(
+            f"pretrained_backbone file {path}: not a readable PyTorch weights file ({type(exc).__name__})"
+        ) from exc
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     return state

@@ -38,6 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segbench.errors import InputError
 from segbench.models.backbones.resnet import ResNet
 from segbench.models.layers import init_kaiming, scaled
 from segbench.models.registry import register_model
@@ -89,7 +90,7 @@ class PSPNet(nn.Module):
     def __init__(self, *, num_classes: int, width: float, depth: int, bins: Sequence[int], aux_weight: float) -> None:
         super().__init__()
         if not bins or min(bins) < 1:
-            raise ValueError(f"bins must be positive bin counts, got {tuple(bins)}")
+            raise InputError(f"bins must be positive bin counts, got {tuple(bins)}")
         self.aux_weight = aux_weight
         # multi_grid (1, 1, 1): every block of layer4 at rate 4, as in the released nets.
         self.backbone = ResNet(depth=depth, width=width, output_stride=8, multi_grid=(1, 1, 1), dilate_first_block=True)

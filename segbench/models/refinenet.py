@@ -43,6 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segbench.errors import InputError
 from segbench.models.backbones.resnet import ResNet
 from segbench.models.layers import init_kaiming, scaled
 from segbench.models.registry import register_model
@@ -122,7 +123,7 @@ class RefineNet(nn.Module):
     def __init__(self, *, num_classes: int, width: float, depth: int, crp_blocks: int) -> None:
         super().__init__()
         if crp_blocks < 1:
-            raise ValueError(f"crp_blocks must be >= 1, got {crp_blocks}")
+            raise InputError(f"crp_blocks must be >= 1, got {crp_blocks}")
         self.backbone = ResNet(depth=depth, width=width, output_stride=32)
         # blocks[0] is RefineNet-4 (1/32), blocks[3] is RefineNet-1 (1/4).
         self.blocks = nn.ModuleList()

@@ -36,6 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segbench.errors import InputError
 from segbench.models.layers import center_crop_to, mirror_pad, scaled
 from segbench.models.registry import register_model
 
@@ -79,10 +80,10 @@ class UNet(nn.Module):
     ) -> None:
         super().__init__()
         if padding not in ("valid", "same"):
-            raise ValueError(f"U-Net padding must be 'valid' or 'same', got {padding!r}")
+            raise InputError(f"U-Net padding must be 'valid' or 'same', got {padding!r}")
         self.context = _VALID_CONTEXT if padding == "valid" else 0
         if tile is not None and (tile < 1 or self._fit(tile) != tile):
-            raise ValueError(
+            raise InputError(
                 f"U-Net output tile {tile} is not a size the {padding}-padded network produces "
                 f"(next valid size: {self._fit(max(tile, 1))})"
             )
@@ -159,7 +160,7 @@ def _unet(
     dropout: float = 0.5,
 ) -> UNet:
     if pretrained_backbone:
-        raise ValueError(
+        raise InputError(
             "U-Net has no ImageNet backbone: the paper trains it from scratch (Section 3); "
             "use pretrained_backbone=False"
         )

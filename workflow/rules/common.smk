@@ -1,3 +1,4 @@
+import difflib
 import hashlib
 import json
 import os
@@ -24,6 +25,34 @@ if config["dataset"]["source"] == "synthetic":
             f"dataset.num_classes: the embedded dataset has {len(CLASSES)} classes ({', '.join(CLASSES)}), "
             f"not {config['dataset']['num_classes']}"
         )
+
+
+def check_architectures(models):
+    """Each run's architecture and paper options (for training and for prediction) against the
+    registry, so that a typo fails the dry run rather than a train job hours into the workflow.
+    Importing the registry imports torch and the architectures: about 4 s of every start-up."""
+    from segbench.models import list_models, model_options
+
+    known = list_models()
+    for name, run in models.items():
+        if run["arch"] not in known:
+            close = difflib.get_close_matches(run["arch"], known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ValueError(
+                f"models.{name}.arch: {run['arch']!r} is not a registered architecture; {hint}"
+                "`segbench models` lists them"
+            )
+        accepted = model_options(run["arch"])
+        for field, options in (("options", run["options"]), ("eval.options", run["eval"]["options"])):
+            unknown = sorted(set(options) - set(accepted))
+            if unknown:
+                raise ValueError(
+                    f"models.{name}.{field}.{unknown[0]}: {run['arch']} has no such option; its options are "
+                    f"{', '.join(sorted(accepted)) or 'none'}"
+                )
+
+
+check_architectures(config["models"])
 
 
 def expand_seeds(models, overrides):

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 from torchvision.models import ResNet50_Weights, ResNet101_Weights
 
+from segbench.errors import InputError
 from segbench.models.layers import load_state_dict_from_source, scaled
 
 DEPTHS: dict[int, tuple[int, int, int, int]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -77,12 +78,12 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         if depth not in DEPTHS:
-            raise ValueError(f"ResNet depth must be one of {sorted(DEPTHS)}, got {depth}")
+            raise InputError(f"ResNet depth must be one of {sorted(DEPTHS)}, got {depth}")
         if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+            raise InputError(f"output_stride must be 8, 16 or 32, got {output_stride}")
         blocks = DEPTHS[depth]
         if multi_grid is not None and len(multi_grid) != blocks[3]:
-            raise ValueError(f"multi_grid needs {blocks[3]} unit rates, got {tuple(multi_grid)}")
+            raise InputError(f"multi_grid needs {blocks[3]} unit rates, got {tuple(multi_grid)}")
         self.depth = depth
         stem = scaled(64, width)
         self.conv1 = nn.Conv2d(3, stem, 7, stride=2, padding=3, bias=False)

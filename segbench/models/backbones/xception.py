@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from segbench.errors import PretrainedWeightsUnavailable
+from segbench.errors import InputError, PretrainedWeightsUnavailable
 from segbench.models.layers import load_state_dict_from_source, same_padding, scaled
 
 # TF's batch-norm epsilon in the Xception backbone (xception_arg_scope); the
@@ -218,7 +218,7 @@ class Xception65(nn.Module):
     def __init__(self, *, width: float = 1.0, output_stride: int = 32) -> None:
         super().__init__()
         if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+            raise InputError(f"output_stride must be 8, 16 or 32, got {output_stride}")
         self.stem = nn.Sequential(
             conv_bn(3, scaled(32, width), 3, stride=2, eps=XCEPTION_BN_EPS),
             conv_bn(scaled(32, width), scaled(64, width), 3, eps=XCEPTION_BN_EPS),
@@ -288,7 +288,11 @@ def xception65_imagenet_state(source: bool | str | os.PathLike) -> dict[str, tor
                 f"pretrained_backbone file {path} for Xception-65 does not exist "
                 f"(expected a copy of model.safetensors from {_WEIGHTS_PAGE})"
             )
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(path)
+        try:
+            return load_file(path)
+        except SafetensorError as exc:
+            raise InputError(f"pretrained_backbone file {path}: not a readable safetensors file ({exc})") from exc
     return load_state_dict_from_source(path, url=_WEIGHTS_PAGE, what="Xception-65")
