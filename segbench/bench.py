@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -38,7 +37,7 @@ from segbench.crf import PRESETS, CRFParams, keep_freed_memory, mean_field, para
 from segbench.data.synthetic import generate
 from segbench.data.voc import read_ids, read_image, read_label_png, voc_dir, voc_palette
 from segbench.errors import InputError
-from segbench.io import read_parquet, write_label_png, write_npz, write_parquet
+from segbench.io import read_parquet, scratch_dir, write_label_png, write_npz, write_parquet
 from segbench.models import build_model
 from segbench.models.backbones.resnet import ResNet
 from segbench.models.backbones.vgg import vgg16_stages
@@ -311,10 +310,10 @@ def bench_crf(
     keep_freed_memory()
     params = PRESETS[preset] if iterations is None else replace(PRESETS[preset], iterations=iterations)
     rng = np.random.default_rng(seed)
-    with tempfile.TemporaryDirectory(prefix="segbench-crf-bench-") as tmp:
-        root = Path(tmp) / "data"
+    with scratch_dir("segbench-crf-bench") as tmp:
+        root = tmp / "data"
         generate(root, seed=seed, num_train=1, num_val=images, height=height, width=width)
-        probs_dir = Path(tmp) / "probs"
+        probs_dir = tmp / "probs"
         inputs, jobs = [], []
         for image_id in read_ids(root, "val"):
             labels = read_label_png(voc_dir(root) / "SegmentationClass" / f"{image_id}.png", num_classes)
@@ -332,7 +331,7 @@ def bench_crf(
                 list(imap(_pydensecrf_only, [(i, params) for i in range(images)]))
 
         def stage(workers: int) -> Callable[[], Any]:
-            out_dir = Path(tmp) / f"crf{workers}"
+            out_dir = tmp / f"crf{workers}"
             return lambda: run_crf(data_root=root, split="val", probs_dir=probs_dir, out_dir=out_dir, params=params, threads=workers)
 
         timed: dict[str | int, Callable[[], Any]] = {1: stage(1)}
@@ -346,7 +345,7 @@ def bench_crf(
                 start = time.perf_counter()
                 mean_field(image, unary, params)
                 middle = time.perf_counter()
-                write_label_png(refine_image(*job), Path(tmp) / "paired.png", palette)
+                write_label_png(refine_image(*job), tmp / "paired.png", palette)
                 per_image.append(middle - start)
                 overhead.append((time.perf_counter() - middle) / (middle - start) - 1)
             own.append(statistics.mean(per_image))

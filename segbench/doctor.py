@@ -27,7 +27,6 @@ import os
 import signal
 import socket
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -38,6 +37,7 @@ import torch
 from torch import nn
 
 from segbench.errors import InputError
+from segbench.io import scratch_dir
 from segbench.models import build_model, list_models, model_info
 from segbench.runtime import (
     AMP_MODES,
@@ -452,8 +452,8 @@ def check_ddp(
     if device_type == "cuda" and torch.cuda.device_count() < 2:
         result.status, result.detail = "skipped", "skipped: needs 2 GPUs"
         return result
-    with tempfile.TemporaryDirectory(prefix="segbench-doctor-") as tmp:
-        result_file = Path(tmp) / "ddp.json"
+    with scratch_dir("segbench-doctor") as tmp:
+        result_file = tmp / "ddp.json"
         try:
             _context()  # the forkserver, with segbench.doctor preloaded
             context = mp.start_processes(

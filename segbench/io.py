@@ -13,6 +13,7 @@ import re
 import secrets
 import shutil
 import socket
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -125,6 +126,22 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_dir(name: str) -> Iterator[Path]:
+    """Yield a private folder in TMPDIR, removed on exit.
+
+    Named like a staged output, so that the folder of a process killed while it held one (where no
+    ``finally`` runs) is removed by the next ``scratch_dir`` or staged write into TMPDIR on this host.
+    """
+    path = _staged_name(Path(tempfile.gettempdir()) / name)
+    _sweep(path.parent)
+    path.mkdir(mode=0o700)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _type_name(arrow_type: pa.DataType) -> str:

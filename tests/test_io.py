@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from segbench.data.synthetic import generate
-from segbench.io import atomic_dir, atomic_path, write_label_png, write_npz
+from segbench.io import atomic_dir, atomic_path, scratch_dir, write_label_png, write_npz
 
 
 @pytest.fixture
@@ -105,6 +105,22 @@ def test_a_killed_writers_temporary_file_is_removed(tmp_path: Path) -> None:
     with atomic_path(tmp_path / "last.pt") as tmp:
         tmp.write_bytes(b"whole")
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_a_killed_processes_scratch_folder_is_removed_by_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """scratch_dir (TMPDIR folders of bench-crf and doctor): a SIGKILL runs no cleanup, the next
+    scratch_dir of this host does."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    code = "import os; from segbench.io import scratch_dir\nwith scratch_dir('segbench-x') as tmp:\n"
+    code += "    (tmp / 'half').write_bytes(b'half'); os.kill(os.getpid(), 9)"
+    subprocess.run([sys.executable, "-c", code], check=False, env={**os.environ, "TMPDIR": str(tmp_path)})
+    (left_over,) = tmp_path.iterdir()
+    assert left_over.name.startswith(".segbench-x.") and (left_over / "half").is_file()
+    monkeypatch.setattr("tempfile.tempdir", None)  # gettempdir() caches its first answer
+    with scratch_dir("segbench-y") as tmp:
+        assert tmp.parent == tmp_path and stat.S_IMODE(tmp.stat().st_mode) == 0o700
+        assert not left_over.exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_full_disk_names_the_output_not_its_staging_name(tmp_path: Path) -> None:
