@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from segbench.errors import InputError
-from segbench.io import atomic_path
+from segbench.io import save_torch
 from segbench.models import build_model
 
 _REQUIRED = ("model", "num_classes", "width", "options", "state_dict", "meta")
@@ -25,8 +25,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, name: str, num
         "state_dict": model.state_dict(),
         "meta": meta,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(payload, path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -8,6 +8,7 @@ file that a later stage (or Snakemake) would take for a finished one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -200,6 +201,26 @@ def write_label_png(labels: np.ndarray, path: str | os.PathLike, palette: list[i
     image.putpalette(palette)
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
+
+
+# Free space below which a failed torch.save is taken for a full disk.
+_NEARLY_FULL = 64 * 2**20
+
+
+def save_torch(obj: object, path: str | os.PathLike) -> None:
+    """``torch.save`` staged like every output. torch reports a failed write (a full disk above
+    all) as a RuntimeError about its zip writer; it becomes the OSError that names the file."""
+    import torch  # here: the table readers and writers need no torch
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:
+            if "inline_container" not in str(exc) and "PytorchStreamWriter" not in str(exc):
+                raise
+            full = shutil.disk_usage(path.parent).free < _NEARLY_FULL
+            raise OSError(errno.ENOSPC if full else errno.EIO, "write failed", str(path)) from exc
 
 
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:

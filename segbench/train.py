@@ -52,7 +52,7 @@ from segbench.checkpoint import read_checkpoint, save_checkpoint
 from segbench.data.dataset import TrainTransform, VOCSegmentation
 from segbench.data.voc import VOID, class_names, class_pixel_counts
 from segbench.errors import InputError
-from segbench.io import atomic_path, write_parquet
+from segbench.io import atomic_path, save_torch, write_parquet
 from segbench.models import build_model
 from segbench.provenance import PROVENANCE_COLUMNS, provenance
 from segbench.runtime import (
@@ -433,8 +433,7 @@ def save_state(run: Run, path: Path, fingerprint: dict[str, Any]) -> None:
             "elapsed": run.elapsed,
             "cpu_elapsed": run.cpu_elapsed,
         }
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        save_torch(payload, path)
     if run.dist.enabled:
         dist.barrier()
 

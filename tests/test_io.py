@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +20,7 @@ import pytest
 import torch
 
 from segbench.data.synthetic import generate
-from segbench.io import atomic_dir, atomic_path, scratch_dir, write_label_png, write_npz
+from segbench.io import atomic_dir, atomic_path, save_torch, scratch_dir, write_label_png, write_npz
 
 
 @pytest.fixture
@@ -134,6 +135,25 @@ def test_a_full_disk_names_the_output_not_its_staging_name(tmp_path: Path) -> No
             with atomic_path(staging / "a.png"):
                 raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
     assert raised.value.filename == str(tmp_path / "preds" / "a.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("free", "code"), [(2**20, errno.ENOSPC), (2**40, errno.EIO)])
+def test_a_failed_torch_save_is_an_os_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free: int, code: int
+) -> None:
+    """torch.save reports a full disk as a RuntimeError of its zip writer (what it raises when its
+    file's write() fails); a nearly full disk makes it ENOSPC, anything else an I/O error."""
+
+    def failing_save(obj: object, path: Path) -> None:
+        Path(path).write_bytes(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    monkeypatch.setattr("shutil.disk_usage", lambda _: SimpleNamespace(total=2 * free, used=free, free=free))
+    with pytest.raises(OSError) as raised:
+        save_torch({"w": 1}, tmp_path / "checkpoint.pt")
+    assert raised.value.errno == code and raised.value.filename == str(tmp_path / "checkpoint.pt")
     assert list(tmp_path.iterdir()) == []
 
 
