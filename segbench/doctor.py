@@ -47,7 +47,7 @@ from segbench.runtime import (
     memory_format,
     training_memory_format,
 )
-from segbench.train import segmentation_loss
+from segbench.train import aux_loss_weight, segmentation_loss
 
 NUM_CLASSES = 21
 VOID = 255
@@ -215,7 +215,6 @@ def train_steps(
     before = [p.detach().clone() for p in params]
     optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
     scaler = grad_scaler(device, amp)
-    aux_weight = float(getattr(model, "aux_weight", 0.0))
     times, loss = [], torch.tensor(float("nan"))
     model.train()
     for step in range(1, steps + 1):
@@ -223,7 +222,8 @@ def train_steps(
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, amp):
-            loss = segmentation_loss(model(x), y, aux_weight)
+            output = model(x)
+            loss = segmentation_loss(output, y, aux_loss_weight(model, output))
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
@@ -414,7 +414,8 @@ def _ddp_worker(
         start = time.perf_counter()
         with contextlib.nullcontext() if all_reduce else ddp.no_sync():
             with autocast(device, amp):
-                loss = segmentation_loss(ddp(x), y, 0.0)
+                output = ddp(x)
+                loss = segmentation_loss(output, y, aux_loss_weight(model, output))
             grad_scaler(device, amp).scale(loss).backward()
         _sync(device)
         step_ms = 1000 * (time.perf_counter() - start)

@@ -5,7 +5,8 @@ references: cross-entropy that ignores void (255), random scale / crop / flip, S
 momentum, and a learning-rate policy per paper: "poly" (DeepLab v2+, PSPNet), "step"
 (DeepLab v1's Caffe solver) or "fixed" (FCN). Layers outside the ImageNet-pretrained
 backbone can learn ``head_lr_mult`` times faster (DeepLab's classifier, PSPNet's new layers).
-Models with an auxiliary head (PSPNet) declare its loss weight as ``model.aux_weight``.
+Models with an auxiliary head (PSPNet, DeepLab v3 with ``aux``) declare its loss weight as
+``model.aux_weight``; ``aux_loss_weight`` is the one rule that reads it (doctor uses it too).
 
 A run is laid out as four steps, each a function below:
 - ``setup``: data, model, optimizer, schedule and distributed context (``torchrun``: one
@@ -119,7 +120,9 @@ def median_frequency_weights(counts: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(weights)
 
 
-def _aux_weight(model: nn.Module, output: torch.Tensor | dict[str, torch.Tensor]) -> float:
+def aux_loss_weight(model: nn.Module, output: torch.Tensor | dict[str, torch.Tensor]) -> float:
+    """The weight of ``output``'s auxiliary logits in the loss: the model's declared ``aux_weight``
+    when there are any (a model that returns them without declaring it is a bug), else 0."""
     if isinstance(output, dict) and "aux" in output:
         if not hasattr(model, "aux_weight"):
             raise TypeError(f"{type(model).__name__} returns an auxiliary output but declares no aux_weight")
@@ -361,7 +364,7 @@ def train_step(run: Run, config: TrainConfig, x: torch.Tensor, y: torch.Tensor) 
     y = y.to(run.device, non_blocking=True)
     with autocast(run.device, config.amp):
         output = run.step_model(x)
-    total, normaliser = loss_terms(output, y, _aux_weight(run.model, output), run.class_weights)
+    total, normaliser = loss_terms(output, y, aux_loss_weight(run.model, output), run.class_weights)
     if run.dist.enabled:
         # Normalise by the whole batch's scored pixels; DDP averages the gradients over the
         # processes, so scale by their number to get the gradient of one process's mean.

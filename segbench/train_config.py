@@ -20,7 +20,6 @@ AMP_MODES = ("off", "bf16", "fp16")
 MEMORY_FORMAT_NAMES = ("channels_last", "contiguous")
 
 
-
 def _setting(default: Any, help: str, **extra: Any) -> Any:
     """A TrainConfig field with its help text (the CLI flags are derived from the fields)."""
     return field(default=default, metadata={"help": help, **extra})

@@ -1,20 +1,19 @@
-"""Architectures, one family per module, registered by name (see registry.py)."""
+"""Architectures, one family per module, registered by name (see registry.py).
 
-from segbench.models.registry import ModelInfo, build_model, list_models, model_info, model_options, register_model
+The registry and the families import torch. They are imported on first use of a name below, so
+that ``segbench.models.catalog`` (the workflow's start-up check of every run's architecture) reads
+the registered names and options without them.
+"""
 
-# Importing a family module registers its models; add one name here per new family.
-from segbench.models import (  # noqa: E402,F401  isort: skip
-    deeplab_v1,
-    deeplab_v2,
-    deeplab_v3,
-    deeplab_v3plus,
-    dilation,
-    fcn,
-    gcn,
-    pspnet,
-    refinenet,
-    segnet,
-    unet,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["ModelInfo", "build_model", "list_models", "model_info", "model_options", "register_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("segbench.models.registry"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,8 +5,8 @@ Deep Convolutional Nets and Fully Connected CRFs", ICLR 2015 (arXiv:1412.7062),
 as in the released Caffe nets (DeepLab-LargeFOV and DeepLab-MSc prototxt):
 
 * VGG16 body (Section 3.1): 3x3 max-pools with stride 2, 2, 2, 1, 1 (pad 1), so the
-  output stride is 8; conv5 atrous with rate 2; the LargeFOV prototxt adds a 3x3
-  average pool (stride 1, "pool5a") after pool5.
+  output stride is 8; conv5 atrous with rate 2 (``deeplab_vgg16``); the LargeFOV
+  prototxt adds a 3x3 average pool (stride 1, "pool5a") after pool5.
 * LargeFOV head (Section 3.1, Table 2): fc6 3x3 atrous rate 12 with 1024 channels,
   fc7 1x1 1024, dropout 0.5 after both, fc8 1x1 classifier; 20.5M parameters.
 * MSc (Section 4.3): the input and pool1-pool4 each feed a two-layer MLP (128 3x3
@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from fractions import Fraction
+from functools import partial
 from typing import Sequence
 
 import torch
@@ -42,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from segbench.errors import InputError
-from segbench.models.backbones.vgg import VGG16_STAGES, load_vgg16_stages, vgg16_imagenet_state, vgg16_stages
+from segbench.models.backbones.vgg import VGG16, vgg16_imagenet_state
 from segbench.models.layers import init_kaiming, scaled
 from segbench.models.registry import register_model
 
@@ -50,8 +51,8 @@ OUTPUT_STRIDE = 8
 LARGEFOV_RATE = 12
 FC_CHANNELS = 1024
 MSC_CHANNELS = 128
-# Stride of each MSc MLP's 3x3 conv: from the input, pool1 ... pool4 to the stride-8 grid.
-MSC_STRIDES = (8, 4, 2, 1, 1)
+# Section 4.3: besides the input, "the output of each of the first four max pooling layers".
+MSC_TAPS = ("pool1", "pool2", "pool3", "pool4")
 
 
 def grid_size(size: int, step: int) -> int:
@@ -98,24 +99,16 @@ class DeepLab(nn.Module):
         return logits[..., :height, :width]
 
 
-class DeepLabVGG(nn.Module):
-    """VGG16 as DeepLab modifies it; returns the outputs of pool1 ... pool5."""
+def deeplab_vgg16(width: float) -> VGG16:
+    """VGG16 as DeepLab modifies it (Section 3.1); taps "pool1" ... "pool5" at strides 2, 4, 8, 8, 8.
 
-    def __init__(self, *, width: float, avg_pool5: bool) -> None:
-        super().__init__()
-        self.stages = vgg16_stages(width=width, dilations=(1, 1, 1, 1, 2))
-        # Stride-1 pool4/pool5 keep output stride 8; 3x3 windows keep the layers aligned.
-        self.pools = nn.ModuleList(nn.MaxPool2d(3, stride=s, padding=1) for s in (2, 2, 2, 1, 1))
-        self.pool5a = nn.AvgPool2d(3, stride=1, padding=1) if avg_pool5 else nn.Identity()
-        self.channels = [scaled(stage[-1], width) for stage in VGG16_STAGES]
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        pooled = []
-        for stage, pool in zip(self.stages, self.pools):
-            x = pool(stage(x))
-            pooled.append(x)
-        pooled[-1] = self.pool5a(pooled[-1])
-        return pooled
+    Stride-1 pool4/pool5 keep output stride 8; conv5's rate 2 keeps the field of view that
+    pool4's stride gave it; the 3x3 windows (pad 1) keep the layers aligned.  It starts
+    He-initialised, for training from scratch.
+    """
+    backbone = VGG16(width=width, dilations=(1, 1, 1, 1, 2), pool_kernel=3, pool_strides=(2, 2, 2, 1, 1))
+    init_kaiming(backbone)
+    return backbone
 
 
 def classifier(in_channels: int, num_classes: int) -> nn.Conv2d:
@@ -185,60 +178,67 @@ class DeepLabV1(DeepLab):
     """DeepLab-LargeFOV, with the MSc multi-scale features if asked."""
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
-    pretrained_modules: tuple[str, ...] = ("body", "fc")
+    pretrained_modules: tuple[str, ...] = ("backbone", "fc")
 
     def __init__(self, *, num_classes: int, width: float, multiscale_features: bool) -> None:
         super().__init__()
-        self.body = DeepLabVGG(width=width, avg_pool5=True)
-        init_kaiming(self.body)
-        self.fc = atrous_fc(self.body.channels[-1], width=width, rate=LARGEFOV_RATE)
+        self.backbone = deeplab_vgg16(width)
+        # The LargeFOV prototxt's "pool5a"; DeepLab v2's VGG16 nets omit it.
+        self.pool5a = nn.AvgPool2d(3, stride=1, padding=1)
+        self.fc = atrous_fc(self.backbone.out_channels["pool5"], width=width, rate=LARGEFOV_RATE)
         channels = scaled(FC_CHANNELS, width)
         self.msc = None
         if multiscale_features:
-            sources = (3, *self.body.channels[:4])
-            self.msc = nn.ModuleList(
-                msc_mlp(c, width=width, stride=s) for c, s in zip(sources, MSC_STRIDES)
-            )
+            # The input (3 channels, stride 1) and pool1 ... pool4, each strided to the stride-8 grid.
+            sources = [(3, 1)] + [(self.backbone.out_channels[t], self.backbone.reductions[t]) for t in MSC_TAPS]
+            self.msc = nn.ModuleList(msc_mlp(c, width=width, stride=OUTPUT_STRIDE // r) for c, r in sources)
             channels += len(sources) * scaled(MSC_CHANNELS, width)
         self.fc8 = classifier(channels, num_classes)
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.body(x)
-        features = [self.fc(pooled[-1])]
+        taps = self.backbone(x)
+        features = [self.fc(self.pool5a(taps["pool5"]))]
         if self.msc is not None:
-            features += [mlp(f) for mlp, f in zip(self.msc, (x, *pooled[:4]))]
+            features += [mlp(f) for mlp, f in zip(self.msc, [x] + [taps[t] for t in MSC_TAPS])]
         return self.fc8(torch.cat(features, dim=1))
 
     def load_imagenet(self, source: bool | str) -> None:
+        """VGG16's ImageNet conv weights, and its fc6/fc7 decimated into the LargeFOV head (Section 3.1)."""
         state = vgg16_imagenet_state(source)
-        load_vgg16_stages(self.body.stages, state)
+        self.backbone.load_torchvision_features(state)
         load_decimated_fc(self.fc, state)
 
 
-@register_model(
-    "deeplab_v1_largefov",
-    family="DeepLab v1",
-    arxiv="1412.7062",
+_register = partial(register_model, family="DeepLab v1", arxiv="1412.7062", logits_stride=OUTPUT_STRIDE)
+
+
+@_register(
+    "deeplab_v1_largefov", backbone="VGG16",
     citation="Chen et al. 2015, Section 3.1, Table 2 (DeepLab-LargeFOV); Table 1a",
-    logits_stride=OUTPUT_STRIDE,
     paper_variant="DeepLab-LargeFOV",
     paper_crf_variant="DeepLab-CRF-LargeFOV",
-    multiscale_features=False,
 )
-@register_model(
-    "deeplab_v1_msc_largefov",
-    family="DeepLab v1",
-    arxiv="1412.7062",
+def deeplab_v1_largefov(*, num_classes: int = 21, width: float = 1.0) -> DeepLabV1:
+    """DeepLab-LargeFOV: VGG16 at output stride 8, fc6 3x3 atrous rate 12 with 1024 channels (Section 3.1).
+
+    Args:
+        num_classes: classes of fc8.
+        width: channel multiplier (1.0: the paper's VGG16 and 1024-channel fc6/fc7, 20.5M parameters, Table 2).
+    """
+    return DeepLabV1(num_classes=num_classes, width=width, multiscale_features=False)
+
+
+@_register(
+    "deeplab_v1_msc_largefov", backbone="VGG16",
     citation="Chen et al. 2015, Section 4.3 (multi-scale prediction), Table 1a",
-    logits_stride=OUTPUT_STRIDE,
     paper_variant="DeepLab-MSc-LargeFOV",
     paper_crf_variant="DeepLab-MSc-CRF-LargeFOV",
-    multiscale_features=True,
 )
-def _deeplab_v1(
-    *, num_classes: int, width: float, pretrained_backbone: bool | str, multiscale_features: bool = False
-) -> DeepLabV1:
-    model = DeepLabV1(num_classes=num_classes, width=width, multiscale_features=multiscale_features)
-    if pretrained_backbone:
-        model.load_imagenet(pretrained_backbone)
-    return model
+def deeplab_v1_msc_largefov(*, num_classes: int = 21, width: float = 1.0) -> DeepLabV1:
+    """DeepLab-MSc-LargeFOV: DeepLab-LargeFOV with the input's and pool1-pool4's 128-channel MLPs (Section 4.3).
+
+    Args:
+        num_classes: classes of fc8.
+        width: channel multiplier (1.0: the paper's VGG16, 1024-channel fc6/fc7 and 128-channel MLPs).
+    """
+    return DeepLabV1(num_classes=num_classes, width=width, multiscale_features=True)

@@ -6,7 +6,7 @@ TPAMI 2017 (arXiv:1606.00915):
 
 * ASPP (Section 3.2, Fig. 4): parallel branches with different atrous rates read
   the same stride-8 features; their class scores are summed.
-* VGG16 (Table 3): DeepLab v1's body (deeplab_v1.DeepLabVGG) without the "pool5a"
+* VGG16 (Table 3): DeepLab v1's body (deeplab_v1.deeplab_vgg16) without the "pool5a"
   average pool of the v1 LargeFOV prototxt, which the v2 VGG16 nets omit; each
   branch an fc6 3x3 atrous (1024) -> fc7 1x1 (1024) -> fc8 chain with dropout, as
   the LargeFOV head of v1.  ASPP-S: rates 2, 4, 8, 12;
@@ -17,8 +17,9 @@ TPAMI 2017 (arXiv:1606.00915):
   (Gaussian std 0.01, as the prototxt).  The backbone is backbones/resnet.py: the
   torchvision (v1.5) bottleneck, which strides in its 3x3 conv; the paper's Caffe
   ResNet-101 strides in the 1x1 conv.  As there, every block of a dilated stage
-  is dilated (``dilate_first_block``: res4a has rate 2) and res5 has rate 4
-  throughout (multi_grid=(1, 1, 1)).
+  has the stage's rate, the first one included (``dilate_first_block``): every
+  res4 block, res4a too, has rate 2, and every res5 block rate 4
+  (multi_grid=(1, 1, 1)).
 * MSC (Section 3.2, Table 4): the input at scales 1, 0.75 and 0.5 through the same
   net, scores fused by their maximum (deeplab_v1.DeepLab).  The paper also trains
   each scale's scores separately; the model contract returns only the fused logits.
@@ -27,15 +28,17 @@ TPAMI 2017 (arXiv:1606.00915):
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 
 from segbench.errors import InputError
+from segbench.models.backbones import Backbone
 from segbench.models.backbones.resnet import ResNet
-from segbench.models.backbones.vgg import load_vgg16_stages, vgg16_imagenet_state
-from segbench.models.deeplab_v1 import OUTPUT_STRIDE, DeepLab, DeepLabVGG, atrous_fc, load_decimated_fc
+from segbench.models.backbones.vgg import vgg16_imagenet_state
+from segbench.models.deeplab_v1 import OUTPUT_STRIDE, DeepLab, atrous_fc, deeplab_vgg16, load_decimated_fc
 from segbench.models.layers import init_kaiming
 from segbench.models.registry import register_model
 
@@ -45,115 +48,176 @@ LARGEFOV = (12,)
 MSC_SCALES = (1.0, 0.75, 0.5)
 
 
-class DeepLabV2(DeepLab):
-    """A backbone whose last feature map feeds parallel branches with summed scores."""
-
-    # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
-    pretrained_modules: tuple[str, ...] = ("backbone",)
-
-    def __init__(self, backbone: nn.Module, branches: Sequence[nn.Module], input_scales: Sequence[float]) -> None:
-        super().__init__(input_scales)
-        self.backbone = backbone
-        self.aspp = nn.ModuleList(branches)
-
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.backbone(x)[-1]
-        return sum(branch(features) for branch in self.aspp)
-
-
 def _check_rates(rates: Sequence[int]) -> tuple[int, ...]:
     if not rates or any(r < 1 for r in rates):
         raise InputError(f"ASPP rates must be positive integers, got {tuple(rates)}")
     return tuple(rates)
 
 
-@register_model(
-    "deeplab_v2_vgg16_largefov",
-    family="DeepLab v2",
-    arxiv="1606.00915",
-    citation="Chen et al. 2017, Section 3.2, Table 3 (DeepLab-LargeFOV)",
-    logits_stride=OUTPUT_STRIDE,
-    paper_variant="DeepLab-LargeFOV",
-    rates=LARGEFOV,
-)
-@register_model(
-    "deeplab_v2_vgg16_aspp_s",
-    family="DeepLab v2",
-    arxiv="1606.00915",
-    citation="Chen et al. 2017, Section 3.2, Fig. 4, Table 3 (DeepLab-ASPP-S)",
-    logits_stride=OUTPUT_STRIDE,
-    paper_variant="DeepLab-ASPP-S",
-    rates=ASPP_S,
-)
-@register_model(
-    "deeplab_v2_vgg16_aspp_l",
-    family="DeepLab v2",
-    arxiv="1606.00915",
-    citation="Chen et al. 2017, Section 3.2, Fig. 4, Table 3 (DeepLab-ASPP-L)",
-    logits_stride=OUTPUT_STRIDE,
-    paper_variant="DeepLab-ASPP-L",
-    rates=ASPP_L,
-)
-def _deeplab_v2_vgg16(
-    *,
-    num_classes: int,
-    width: float,
-    pretrained_backbone: bool | str,
-    rates: Sequence[int] = ASPP_L,
-    input_scales: Sequence[float] = (1.0,),
-) -> DeepLabV2:
-    body = DeepLabVGG(width=width, avg_pool5=False)
-    init_kaiming(body)
-    branches = [
-        atrous_fc(body.channels[-1], width=width, rate=r, num_classes=num_classes) for r in _check_rates(rates)
-    ]
-    model = DeepLabV2(body, branches, input_scales)
+class DeepLabV2(DeepLab):
+    """The backbone's last tap feeds parallel ASPP branches (``aspp``) whose scores are summed."""
+
+    backbone: Backbone
+    aspp: nn.ModuleList
+    tap: str  # the backbone's tap that the branches read
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(x)[self.tap]
+        return sum(branch(features) for branch in self.aspp)
+
+
+class DeepLabV2VGG16(DeepLabV2):
+    """DeepLab-LargeFOV and DeepLab-ASPP on VGG16: each branch an fc6-fc7-fc8 chain."""
+
+    tap = "pool5"
     # Each branch's fc6/fc7 start from VGG16's decimated fc layers; only fc8 is new.
-    model.pretrained_modules = ("backbone", "aspp.*.fc6", "aspp.*.fc7")
-    if pretrained_backbone:
-        state = vgg16_imagenet_state(pretrained_backbone)
-        load_vgg16_stages(body.stages, state)
-        for branch in branches:
+    pretrained_modules: tuple[str, ...] = ("backbone", "aspp.*.fc6", "aspp.*.fc7")
+
+    def __init__(self, *, num_classes: int, width: float, rates: Sequence[int], input_scales: Sequence[float]) -> None:
+        super().__init__(input_scales)
+        self.backbone = deeplab_vgg16(width)
+        channels = self.backbone.out_channels[self.tap]
+        self.aspp = nn.ModuleList(
+            atrous_fc(channels, width=width, rate=r, num_classes=num_classes) for r in _check_rates(rates)
+        )
+
+    def load_imagenet(self, source: bool | str) -> None:
+        """VGG16's ImageNet conv weights; every branch's fc6/fc7 from its decimated fc layers (v1 Section 3.1)."""
+        state = vgg16_imagenet_state(source)
+        self.backbone.load_torchvision_features(state)
+        for branch in self.aspp:
             load_decimated_fc(branch, state)
-    return model
 
 
-@register_model(
-    "deeplab_v2_resnet101_aspp",
-    family="DeepLab v2",
-    arxiv="1606.00915",
-    citation="Chen et al. 2017, Section 3.2, Fig. 4 (ASPP-L); Section 4.1, Table 4 (ResNet-101)",
-    logits_stride=OUTPUT_STRIDE,
-    input_scales=(1.0,),
+class DeepLabV2ResNet101(DeepLabV2):
+    """DeepLab-ASPP on ResNet-101 at output stride 8: each branch one 3x3 atrous conv to the classes."""
+
+    tap = "layer4"
+    # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
+    pretrained_modules: tuple[str, ...] = ("backbone",)
+
+    def __init__(self, *, num_classes: int, width: float, rates: Sequence[int], input_scales: Sequence[float]) -> None:
+        super().__init__(input_scales)
+        # As the paper's Caffe net: every res4 block has rate 2, res4a included (dilate_first_block),
+        # and every res5 block rate 4 (multi_grid (1, 1, 1)).
+        self.backbone = ResNet(
+            depth=101, width=width, output_stride=OUTPUT_STRIDE, multi_grid=(1, 1, 1), dilate_first_block=True
+        )
+        init_kaiming(self.backbone)
+        channels = self.backbone.out_channels[self.tap]
+        self.aspp = nn.ModuleList()
+        for rate in _check_rates(rates):
+            conv = nn.Conv2d(channels, num_classes, 3, padding=rate, dilation=rate)
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+            self.aspp.append(conv)
+
+    def load_imagenet(self, source: bool | str) -> None:
+        """torchvision's ImageNet ResNet-101 weights for the backbone; the ASPP branches stay new."""
+        self.backbone.load_imagenet(source)
+
+
+_register = partial(register_model, family="DeepLab v2", arxiv="1606.00915", logits_stride=OUTPUT_STRIDE)
+
+
+@_register(
+    "deeplab_v2_vgg16_largefov", backbone="VGG16",
+    citation="Chen et al. 2017, Section 3.2, Table 3 (DeepLab-LargeFOV)",
+    paper_variant="DeepLab-LargeFOV",
 )
-@register_model(
-    "deeplab_v2_resnet101_aspp_msc",
-    family="DeepLab v2",
-    arxiv="1606.00915",
+def deeplab_v2_vgg16_largefov(
+    *, num_classes: int = 21, width: float = 1.0, rates: Sequence[int] = LARGEFOV, input_scales: Sequence[float] = (1.0,)
+) -> DeepLabV2VGG16:
+    """DeepLab-LargeFOV on VGG16: the single fc6-fc7-fc8 branch of rate 12 (Table 3).
+
+    Args:
+        num_classes: classes of fc8.
+        width: channel multiplier (1.0: the paper's VGG16 and 1024-channel fc6/fc7).
+        rates: atrous rate of each branch's fc6; (12,), Table 3's LargeFOV.
+        input_scales: scales of the input whose scores are max-fused (MSC, Section 3.2); (1.0,), single
+            scale, as Table 3.
+    """
+    return DeepLabV2VGG16(num_classes=num_classes, width=width, rates=rates, input_scales=input_scales)
+
+
+@_register(
+    "deeplab_v2_vgg16_aspp_s", backbone="VGG16",
+    citation="Chen et al. 2017, Section 3.2, Fig. 4, Table 3 (DeepLab-ASPP-S)",
+    paper_variant="DeepLab-ASPP-S",
+)
+def deeplab_v2_vgg16_aspp_s(
+    *, num_classes: int = 21, width: float = 1.0, rates: Sequence[int] = ASPP_S, input_scales: Sequence[float] = (1.0,)
+) -> DeepLabV2VGG16:
+    """DeepLab-ASPP-S on VGG16: four fc6-fc7-fc8 branches with small rates (Section 3.2, Fig. 4).
+
+    Args:
+        num_classes: classes of fc8.
+        width: channel multiplier (1.0: the paper's VGG16 and 1024-channel fc6/fc7).
+        rates: atrous rate of each branch's fc6; (2, 4, 8, 12), Table 3's ASPP-S.
+        input_scales: scales of the input whose scores are max-fused (MSC, Section 3.2); (1.0,), single
+            scale, as Table 3.
+    """
+    return DeepLabV2VGG16(num_classes=num_classes, width=width, rates=rates, input_scales=input_scales)
+
+
+@_register(
+    "deeplab_v2_vgg16_aspp_l", backbone="VGG16",
+    citation="Chen et al. 2017, Section 3.2, Fig. 4, Table 3 (DeepLab-ASPP-L)",
+    paper_variant="DeepLab-ASPP-L",
+)
+def deeplab_v2_vgg16_aspp_l(
+    *, num_classes: int = 21, width: float = 1.0, rates: Sequence[int] = ASPP_L, input_scales: Sequence[float] = (1.0,)
+) -> DeepLabV2VGG16:
+    """DeepLab-ASPP-L on VGG16: four fc6-fc7-fc8 branches with large rates (Section 3.2, Fig. 4).
+
+    Args:
+        num_classes: classes of fc8.
+        width: channel multiplier (1.0: the paper's VGG16 and 1024-channel fc6/fc7).
+        rates: atrous rate of each branch's fc6; (6, 12, 18, 24), Table 3's ASPP-L.
+        input_scales: scales of the input whose scores are max-fused (MSC, Section 3.2); (1.0,), single
+            scale, as Table 3.
+    """
+    return DeepLabV2VGG16(num_classes=num_classes, width=width, rates=rates, input_scales=input_scales)
+
+
+@_register(
+    "deeplab_v2_resnet101_aspp", backbone="ResNet-101",
+    citation="Chen et al. 2017, Section 3.2, Fig. 4 (ASPP-L); Section 4.1, Table 4 (ResNet-101)",
+)
+def deeplab_v2_resnet101_aspp(
+    *, num_classes: int = 21, width: float = 1.0, rates: Sequence[int] = ASPP_L, input_scales: Sequence[float] = (1.0,)
+) -> DeepLabV2ResNet101:
+    """DeepLab-ASPP-L on ResNet-101, single scale (Table 4's ASPP without MSC).
+
+    Args:
+        num_classes: classes of the branches' convs.
+        width: channel multiplier (1.0: the paper's ResNet-101).
+        rates: atrous rate of each branch; (6, 12, 18, 24), ASPP-L (Section 3.2, Fig. 4), as Table 4.
+        input_scales: scales of the input whose scores are max-fused (MSC, Section 3.2); (1.0,), single scale.
+    """
+    return DeepLabV2ResNet101(num_classes=num_classes, width=width, rates=rates, input_scales=input_scales)
+
+
+@_register(
+    "deeplab_v2_resnet101_aspp_msc", backbone="ResNet-101",
     citation="Chen et al. 2017, Section 3.2 (MSC, ASPP-L); Section 4.1, Table 4 (ResNet-101)",
-    logits_stride=OUTPUT_STRIDE,
     paper_variant="+MSC+COCO+Aug+ASPP",
     paper_crf_variant="+MSC+COCO+Aug+ASPP+CRF",
-    input_scales=MSC_SCALES,
 )
-def _deeplab_v2_resnet101(
+def deeplab_v2_resnet101_aspp_msc(
     *,
-    num_classes: int,
-    width: float,
-    pretrained_backbone: bool | str,
+    num_classes: int = 21,
+    width: float = 1.0,
     rates: Sequence[int] = ASPP_L,
-    input_scales: Sequence[float] = (1.0,),
-) -> DeepLabV2:
-    # multi_grid (1, 1, 1) gives every res5 block the stage rate (4), as the paper's net.
-    backbone = ResNet(depth=101, width=width, output_stride=OUTPUT_STRIDE, multi_grid=(1, 1, 1), dilate_first_block=True)
-    init_kaiming(backbone)
-    branches = []
-    for rate in _check_rates(rates):
-        conv = nn.Conv2d(backbone.channels[-1], num_classes, 3, padding=rate, dilation=rate)
-        nn.init.normal_(conv.weight, std=0.01)
-        nn.init.zeros_(conv.bias)
-        branches.append(conv)
-    model = DeepLabV2(backbone, branches, input_scales)
-    if pretrained_backbone:
-        backbone.load_imagenet(pretrained_backbone)
-    return model
+    input_scales: Sequence[float] = MSC_SCALES,
+) -> DeepLabV2ResNet101:
+    """DeepLab-ASPP-L on ResNet-101 with multi-scale inputs (Table 4's "+MSC+COCO+Aug+ASPP").
+
+    Args:
+        num_classes: classes of the branches' convs.
+        width: channel multiplier (1.0: the paper's ResNet-101).
+        rates: atrous rate of each branch; (6, 12, 18, 24), ASPP-L (Section 3.2, Fig. 4), as Table 4.
+        input_scales: scales of the input whose scores are max-fused (MSC, Section 3.2); (1.0, 0.75, 0.5),
+            as Table 4's MSC.
+    """
+    return DeepLabV2ResNet101(num_classes=num_classes, width=width, rates=rates, input_scales=input_scales)

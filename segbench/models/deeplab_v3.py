@@ -28,27 +28,31 @@ torchvision's ``deeplabv3_resnet50/101`` differ from the paper in a 3x3 conv
 FCN head on layer3 and ``align_corners=False``.  The options ``head_conv``,
 ``aux`` and ``align_corners`` reproduce them so that
 ``from_torchvision_state_dict`` loads torchvision's weights and gives the same
-logits; they are off by default, as in the paper.
+logits; they are off by default, as in the paper.  The aux head's loss weight,
+``aux_weight``, is torchvision's too (0.5: references/segmentation/train.py,
+``criterion``), the paper having no auxiliary loss.
 """
 
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from segbench.errors import InputError
 from segbench.models.backbones.resnet import DEPTHS, Bottleneck, ResNet, make_layer
-from segbench.models.backbones.xception import SeparableConv2d, conv_bn
-from segbench.models.layers import init_kaiming, scaled
+from segbench.models.layers import SeparableConv2d, conv_bn, init_kaiming, scaled, upsample
 from segbench.models.registry import register_model
 
 ARXIV = "1706.05587"
 ASPP_CHANNELS = 256
 _RATES_AT_OS16 = (6, 12, 18)
+# torchvision's loss weight of the aux head (references/segmentation/train.py, criterion:
+# losses["out"] + 0.5 * losses["aux"]); the paper has no auxiliary loss.
+TORCHVISION_AUX_WEIGHT = 0.5
 
 
 def aspp_rates(output_stride: int) -> tuple[int, ...]:
@@ -94,12 +98,8 @@ class ASPP(nn.Module):
         return self.dropout(self.project(torch.cat(features, dim=1)))
 
 
-def upsample(x: torch.Tensor, size: Sequence[int], align_corners: bool) -> torch.Tensor:
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
-
-
 class DeepLabV3(nn.Module):
-    """ResNet + ASPP + 1x1 classifier, upsampled to the input."""
+    """ResNet + ASPP on its "layer4" tap + 1x1 classifier, upsampled to the input."""
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
     pretrained_modules: tuple[str, ...] = ("backbone",)
@@ -114,6 +114,7 @@ class DeepLabV3(nn.Module):
         multi_grid: Sequence[int] | None,
         head_conv: bool,
         aux: bool,
+        aux_weight: float,
         dropout: float,
         align_corners: bool,
     ) -> None:
@@ -121,30 +122,39 @@ class DeepLabV3(nn.Module):
         self.backbone = ResNet(depth=depth, width=width, output_stride=output_stride, multi_grid=multi_grid)
         channels = scaled(ASPP_CHANNELS, width)
         self.aspp = ASPP(
-            self.backbone.channels[3], rates=aspp_rates(output_stride), channels=channels, dropout=dropout
+            self.backbone.out_channels["layer4"],
+            rates=aspp_rates(self.backbone.reductions["layer4"]),
+            channels=channels,
+            dropout=dropout,
         )
         self.head = conv_bn(channels, channels, 3) if head_conv else nn.Identity()
         self.classifier = nn.Conv2d(channels, num_classes, 1)
         # torchvision's auxiliary FCN head on layer3 (not in the paper)
         self.aux = (
             nn.Sequential(
-                conv_bn(self.backbone.channels[2], channels, 3),
+                conv_bn(self.backbone.out_channels["layer3"], channels, 3),
                 nn.Dropout(0.1),
                 nn.Conv2d(channels, num_classes, 1),
             )
             if aux
             else None
         )
+        self.aux_weight = aux_weight  # read by the loss only when the aux head runs
         self.align_corners = align_corners
         init_kaiming(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         size = x.shape[-2:]
         features = self.backbone(x)
-        out = upsample(self.classifier(self.head(self.aspp(features[3]))), size, self.align_corners)
+        logits = self.classifier(self.head(self.aspp(features["layer4"])))
+        out = upsample(logits, size, align_corners=self.align_corners)
         if self.aux is not None and self.training:
-            return {"out": out, "aux": upsample(self.aux(features[2]), size, self.align_corners)}
+            aux = self.aux(features["layer3"])
+            return {"out": out, "aux": upsample(aux, size, align_corners=self.align_corners)}
         return out
+
+    def load_imagenet(self, source: bool | str) -> None:
+        self.backbone.load_imagenet(source)
 
 
 class CascadedDeepLabV3(nn.Module):
@@ -168,7 +178,7 @@ class CascadedDeepLabV3(nn.Module):
         if not 4 <= last_block <= 7:
             raise InputError(f"last_block must be 4 (block4 only) to 7, got {last_block}")
         self.backbone = ResNet(depth=depth, width=width, output_stride=output_stride, multi_grid=multi_grid)
-        channels = self.backbone.channels[3]
+        channels = self.backbone.out_channels["layer4"]
         planes = channels // Bottleneck.expansion
         units = len(self.backbone.layer4)
         blocks = []
@@ -189,8 +199,12 @@ class CascadedDeepLabV3(nn.Module):
         init_kaiming(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.backbone(x)[3]
-        return upsample(self.classifier(self.cascade(features)), x.shape[-2:], self.align_corners)
+        features = self.backbone(x)["layer4"]
+        return upsample(self.classifier(self.cascade(features)), x.shape[-2:], align_corners=self.align_corners)
+
+    def load_imagenet(self, source: bool | str) -> None:
+        """The backbone's weights; block5-7 start from random weights, the paper not saying otherwise."""
+        self.backbone.load_imagenet(source)
 
 
 # torchvision's DeepLabV3 parameter names -> ours (its backbone names are already ours).
@@ -244,15 +258,15 @@ def from_torchvision_state_dict(state: dict[str, torch.Tensor]) -> DeepLabV3:
     depths = {blocks[2]: depth for depth, blocks in DEPTHS.items()}
     if layer3_units not in depths:
         raise ValueError(f"state dict has {layer3_units} layer3 units; not a ResNet-{'/'.join(map(str, DEPTHS))}")
-    depth = depths[layer3_units]
     model = DeepLabV3(
         num_classes=state["classifier.4.weight"].shape[0],
         width=1.0,
-        depth=depth,
+        depth=depths[layer3_units],
         output_stride=8,
         multi_grid=None,
         head_conv=True,
         aux=any(k.startswith("aux_classifier.") for k in state),
+        aux_weight=TORCHVISION_AUX_WEIGHT,
         dropout=0.5,
         align_corners=False,
     )
@@ -260,108 +274,222 @@ def from_torchvision_state_dict(state: dict[str, torch.Tensor]) -> DeepLabV3:
     return model
 
 
-def _deeplabv3(
+_register = partial(register_model, family="DeepLab v3", arxiv=ARXIV)
+
+
+@_register(
+    "deeplabv3_resnet101", backbone="ResNet-101",
+    citation="Chen et al. 2017, Sections 3.1-3.3, Fig. 5; MG(1,2,4) + ASPP(6,12,18) + image pooling, Table 6",
+    logits_stride=16,
+    paper_variant="ASPP OS16",
+)
+def deeplabv3_resnet101(
     *,
-    num_classes: int,
-    width: float,
-    pretrained_backbone: bool | str,
-    depth: int = 101,
+    num_classes: int = 21,
+    width: float = 1.0,
     output_stride: int = 16,
     multi_grid: Sequence[int] | None = (1, 2, 4),
     head_conv: bool = False,
     aux: bool = False,
+    aux_weight: float = TORCHVISION_AUX_WEIGHT,
     dropout: float = 0.1,
     align_corners: bool = True,
 ) -> DeepLabV3:
-    """DeepLab v3 with ASPP (Section 3.3).
+    """DeepLab v3 with ASPP on ResNet-101 at output stride 16, the paper's training setting (Section 4.1).
 
-    ``multi_grid=None`` is the paper's baseline without multi-grid (the first
-    unit of a dilated stage then keeps the previous stage's rate, as in
-    torchvision).  ``head_conv``, ``aux`` and ``align_corners=False`` are
-    torchvision's departures from the paper.
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's ResNet and 256-channel ASPP).
+        output_stride: 16 (Section 4.1); the ASPP rates follow it, (6, 12, 18) at 16 and doubled
+            at 8 (Section 3.3).
+        multi_grid: unit rates of block4, (1, 2, 4) (Table 5's best with ASPP); None: no
+            multi-grid, the first unit of a dilated stage keeping the previous rate (torchvision).
+        head_conv: torchvision's 3x3 conv (256, BN, ReLU) before the classifier; False (Fig. 5).
+        aux: torchvision's auxiliary FCN head on layer3, training mode only; False (not in the paper).
+        aux_weight: loss weight of the aux head's output, 0.5 (torchvision references/segmentation/
+            train.py, criterion); read only with ``aux``.
+        dropout: after the ASPP projection, 0.1 (tensorflow/models research/deeplab model.py,
+            keep_prob 0.9; torchvision 0.5).
+        align_corners: bilinear resizing geometry, True (research/deeplab; torchvision False).
     """
-    model = DeepLabV3(
+    return DeepLabV3(
         num_classes=num_classes,
         width=width,
-        depth=depth,
+        depth=101,
         output_stride=output_stride,
         multi_grid=multi_grid,
         head_conv=head_conv,
         aux=aux,
+        aux_weight=aux_weight,
         dropout=dropout,
         align_corners=align_corners,
     )
-    if pretrained_backbone:
-        model.backbone.load_imagenet(pretrained_backbone)
-    return model
 
 
-def _deeplabv3_cascaded(
+@_register(
+    "deeplabv3_resnet101_os8", backbone="ResNet-101",
+    citation="Chen et al. 2017, Section 3.3; OS8: ASPP rates doubled to (12,24,36), Table 6",
+    logits_stride=8,
+    paper_variant="ASPP OS8",
+)
+def deeplabv3_resnet101_os8(
     *,
-    num_classes: int,
-    width: float,
-    pretrained_backbone: bool | str,
-    depth: int = 101,
+    num_classes: int = 21,
+    width: float = 1.0,
+    output_stride: int = 8,
+    multi_grid: Sequence[int] | None = (1, 2, 4),
+    head_conv: bool = False,
+    aux: bool = False,
+    aux_weight: float = TORCHVISION_AUX_WEIGHT,
+    dropout: float = 0.1,
+    align_corners: bool = True,
+) -> DeepLabV3:
+    """deeplabv3_resnet101 at output stride 8, the paper's test setting (Section 4.3, Table 6).
+
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's ResNet and 256-channel ASPP).
+        output_stride: 8 (Table 6: trained at 16, evaluated at 8); ASPP rates (12, 24, 36).
+        multi_grid: unit rates of block4, (1, 2, 4) (Table 5's best with ASPP); None: no
+            multi-grid, the first unit of a dilated stage keeping the previous rate (torchvision).
+        head_conv: torchvision's 3x3 conv (256, BN, ReLU) before the classifier; False (Fig. 5).
+        aux: torchvision's auxiliary FCN head on layer3, training mode only; False (not in the paper).
+        aux_weight: loss weight of the aux head's output, 0.5 (torchvision references/segmentation/
+            train.py, criterion); read only with ``aux``.
+        dropout: after the ASPP projection, 0.1 (tensorflow/models research/deeplab model.py,
+            keep_prob 0.9; torchvision 0.5).
+        align_corners: bilinear resizing geometry, True (research/deeplab; torchvision False).
+    """
+    return DeepLabV3(
+        num_classes=num_classes,
+        width=width,
+        depth=101,
+        output_stride=output_stride,
+        multi_grid=multi_grid,
+        head_conv=head_conv,
+        aux=aux,
+        aux_weight=aux_weight,
+        dropout=dropout,
+        align_corners=align_corners,
+    )
+
+
+@_register(
+    "deeplabv3_resnet50", backbone="ResNet-50",
+    citation="Chen et al. 2017, Sections 3.1-3.3, Fig. 5; the ResNet-101 recipe on ResNet-50",
+    logits_stride=16,
+)
+def deeplabv3_resnet50(
+    *,
+    num_classes: int = 21,
+    width: float = 1.0,
+    output_stride: int = 16,
+    multi_grid: Sequence[int] | None = (1, 2, 4),
+    head_conv: bool = False,
+    aux: bool = False,
+    aux_weight: float = TORCHVISION_AUX_WEIGHT,
+    dropout: float = 0.1,
+    align_corners: bool = True,
+) -> DeepLabV3:
+    """deeplabv3_resnet101's model on ResNet-50 (the paper reports ASPP on ResNet-101 only).
+
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's ResNet and 256-channel ASPP).
+        output_stride: 16 (Section 4.1); the ASPP rates follow it, (6, 12, 18) at 16 and doubled
+            at 8 (Section 3.3).
+        multi_grid: unit rates of block4, (1, 2, 4) (Table 5's best with ASPP); None: no
+            multi-grid, the first unit of a dilated stage keeping the previous rate (torchvision).
+        head_conv: torchvision's 3x3 conv (256, BN, ReLU) before the classifier; False (Fig. 5).
+        aux: torchvision's auxiliary FCN head on layer3, training mode only; False (not in the paper).
+        aux_weight: loss weight of the aux head's output, 0.5 (torchvision references/segmentation/
+            train.py, criterion); read only with ``aux``.
+        dropout: after the ASPP projection, 0.1 (tensorflow/models research/deeplab model.py,
+            keep_prob 0.9; torchvision 0.5).
+        align_corners: bilinear resizing geometry, True (research/deeplab; torchvision False).
+    """
+    return DeepLabV3(
+        num_classes=num_classes,
+        width=width,
+        depth=50,
+        output_stride=output_stride,
+        multi_grid=multi_grid,
+        head_conv=head_conv,
+        aux=aux,
+        aux_weight=aux_weight,
+        dropout=dropout,
+        align_corners=align_corners,
+    )
+
+
+@_register(
+    "deeplabv3_cascaded", backbone="ResNet-101",
+    citation="Chen et al. 2017, Section 3.2, Fig. 3; block7 + MG(1,2,1), Table 4",
+    logits_stride=16,
+    paper_variant="cascaded MG(1,2,1) OS16",
+)
+def deeplabv3_cascaded(
+    *,
+    num_classes: int = 21,
+    width: float = 1.0,
     output_stride: int = 16,
     multi_grid: Sequence[int] | None = (1, 2, 1),
     last_block: int = 7,
     align_corners: bool = True,
 ) -> CascadedDeepLabV3:
-    """Cascaded DeepLab v3 (Section 3.2); block5-7 start from random weights, the paper not saying otherwise."""
-    model = CascadedDeepLabV3(
+    """Cascaded DeepLab v3 on ResNet-101: block4 copied as block5-7, no ASPP (Section 3.2, Fig. 3).
+
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's ResNet).
+        output_stride: 16 (Section 4.2, Table 2); the copies continue at doubling rates.
+        multi_grid: unit rates of block4-7, (1, 2, 1) (Table 3's best); None: no multi-grid.
+        last_block: the last cascaded block, 7 (Table 1: block7 is the deepest and best).
+        align_corners: bilinear resizing geometry, True (tensorflow/models research/deeplab).
+    """
+    return CascadedDeepLabV3(
         num_classes=num_classes,
         width=width,
-        depth=depth,
+        depth=101,
         output_stride=output_stride,
         multi_grid=multi_grid,
         last_block=last_block,
         align_corners=align_corners,
     )
-    if pretrained_backbone:
-        model.backbone.load_imagenet(pretrained_backbone)
-    return model
 
 
-register_model(
-    "deeplabv3_resnet101",
-    family="DeepLab v3",
-    arxiv=ARXIV,
-    citation="Chen et al. 2017, Sections 3.1-3.3, Fig. 5; MG(1,2,4) + ASPP(6,12,18) + image pooling, Table 6",
-    logits_stride=16,
-    paper_variant="ASPP OS16",
-)(_deeplabv3)
-register_model(
-    "deeplabv3_resnet101_os8",
-    family="DeepLab v3",
-    arxiv=ARXIV,
-    citation="Chen et al. 2017, Section 3.3; OS8: ASPP rates doubled to (12,24,36), Table 6",
-    logits_stride=8,
-    paper_variant="ASPP OS8",
-    output_stride=8,
-)(_deeplabv3)
-register_model(
-    "deeplabv3_resnet50",
-    family="DeepLab v3",
-    arxiv=ARXIV,
-    citation="Chen et al. 2017, Sections 3.1-3.3, Fig. 5; the ResNet-101 recipe on ResNet-50",
-    logits_stride=16,
-    depth=50,
-)(_deeplabv3)
-register_model(
-    "deeplabv3_cascaded",
-    family="DeepLab v3",
-    arxiv=ARXIV,
-    citation="Chen et al. 2017, Section 3.2, Fig. 3; block7 + MG(1,2,1), Table 4",
-    logits_stride=16,
-    paper_variant="cascaded MG(1,2,1) OS16",
-)(_deeplabv3_cascaded)
-register_model(
-    "deeplabv3_cascaded_resnet50",
-    family="DeepLab v3",
-    arxiv=ARXIV,
+@_register(
+    "deeplabv3_cascaded_resnet50", backbone="ResNet-50",
     citation="Chen et al. 2017, Section 3.2, Fig. 3; ResNet-50 block7 without multi-grid, Table 1",
     logits_stride=16,
     paper_variant="block7 OS16",
-    depth=50,
-    multi_grid=None,
-)(_deeplabv3_cascaded)
+)
+def deeplabv3_cascaded_resnet50(
+    *,
+    num_classes: int = 21,
+    width: float = 1.0,
+    output_stride: int = 16,
+    multi_grid: Sequence[int] | None = None,
+    last_block: int = 7,
+    align_corners: bool = True,
+) -> CascadedDeepLabV3:
+    """Cascaded DeepLab v3 on ResNet-50 without multi-grid, the paper's Table 1 model.
+
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's ResNet).
+        output_stride: 16 (Table 1 "block7" at output stride 16).
+        multi_grid: None (Table 1 has no multi-grid): the first unit of each block keeps the
+            previous rate, as torchvision; (1, 1, 1) gives every unit the block's rate.
+        last_block: the last cascaded block, 7 (Table 1).
+        align_corners: bilinear resizing geometry, True (tensorflow/models research/deeplab).
+    """
+    return CascadedDeepLabV3(
+        num_classes=num_classes,
+        width=width,
+        depth=50,
+        output_stride=output_stride,
+        multi_grid=multi_grid,
+        last_block=last_block,
+        align_corners=align_corners,
+    )

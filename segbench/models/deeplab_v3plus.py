@@ -9,11 +9,12 @@ Convolution for Semantic Image Segmentation", ECCV 2018 (arXiv:1802.02611):
   are reduced to 48 channels by a 1x1 conv (BN, ReLU), concatenated with the
   encoder output upsampled 4x, and refined by two 3x3 convs of 256 channels;
   a 1x1 conv gives the logits, upsampled 4x to the input;
-* backbones: ResNet-101 (low-level features: Conv2, i.e. ``layer1``, before
-  striding; Section 4.1) and the modified aligned Xception-65 (Section 3.2,
-  ``backbones/xception.py``), for which the ASPP and decoder 3x3 convs are
-  depthwise separable with BN and ReLU after the depthwise and the pointwise
-  conv.
+* backbones: ResNet-101 (low-level features: Conv2, i.e. the ``layer1`` tap,
+  before striding; Section 4.1) and the modified aligned Xception-65 (Section 3.2,
+  ``backbones/xception.py``; its "low_level" tap), for which the ASPP and decoder
+  3x3 convs are depthwise separable with BN and ReLU after the depthwise and the
+  pointwise conv.  Each builder gives the model its backbone and the names of the
+  two taps it reads.
 
 As in deeplab_v3.py, dropout 0.1 after the ASPP projection and
 ``align_corners=True`` resizing follow the reference implementation
@@ -24,24 +25,22 @@ the reference model zoo (model_zoo.md).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 
-from segbench.errors import InputError
-from segbench.data.voc import MEAN, STD
-
+from segbench.models.backbones import Backbone
 from segbench.models.backbones.resnet import ResNet
-from segbench.models.backbones.xception import SeparableConv2d, Xception65, conv_bn
-from segbench.models.deeplab_v3 import ASPP, ASPP_CHANNELS, aspp_rates, upsample
-from segbench.models.layers import init_kaiming, scaled
+from segbench.models.backbones.xception import Xception65
+from segbench.models.deeplab_v3 import ASPP, ASPP_CHANNELS, aspp_rates
+from segbench.models.layers import SeparableConv2d, conv_bn, init_kaiming, scaled, upsample
 from segbench.models.registry import register_model
 
 ARXIV = "1802.02611"
 LOW_LEVEL_CHANNELS = 48  # Table 1
 DECODER_CHANNELS = 256  # Table 2
-BACKBONES = ("resnet50", "resnet101", "xception65")
 
 
 class Decoder(nn.Module):
@@ -67,53 +66,45 @@ class Decoder(nn.Module):
         self.align_corners = align_corners
 
     def forward(self, encoder: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
-        encoder = upsample(encoder, low_level.shape[-2:], self.align_corners)
+        encoder = upsample(encoder, low_level.shape[-2:], align_corners=self.align_corners)
         return self.refine(torch.cat([encoder, self.reduce(low_level)], dim=1))
 
 
 class DeepLabV3Plus(nn.Module):
-    """Backbone -> ASPP -> decoder -> 1x1 classifier at stride 4 -> upsampled to the input."""
+    """Backbone -> ASPP -> decoder -> 1x1 classifier at stride 4 -> upsampled to the input.
+
+    The ASPP reads the backbone's tap ``encoder_tap``, the decoder its tap ``decoder_tap``;
+    ``separable`` makes their 3x3 convs depthwise separable (Section 3.2).
+    """
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
     pretrained_modules: tuple[str, ...] = ("backbone",)
 
     def __init__(
         self,
+        backbone: Backbone,
         *,
+        encoder_tap: str,
+        decoder_tap: str,
         num_classes: int,
         width: float,
-        backbone: str,
-        output_stride: int,
-        multi_grid: Sequence[int] | None,
+        separable: bool,
         dropout: float,
         align_corners: bool,
     ) -> None:
         super().__init__()
-        if backbone not in BACKBONES:
-            raise InputError(f"backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
-        self.backbone: ResNet | Xception65
-        if backbone == "xception65":
-            if multi_grid is not None:
-                raise InputError("multi_grid applies to the ResNet backbones only")
-            self.backbone = Xception65(width=width, output_stride=output_stride)
-            low_level, high_level = self.backbone.low_level_channels, self.backbone.channels
-            self.register_buffer("imagenet_mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
-            self.register_buffer("imagenet_std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
-        else:
-            self.backbone = ResNet(
-                depth=int(backbone.removeprefix("resnet")),
-                width=width,
-                output_stride=output_stride,
-                multi_grid=multi_grid,
-            )
-            low_level, high_level = self.backbone.channels[0], self.backbone.channels[3]
-        separable = backbone == "xception65"  # Section 3.2
+        self.backbone = backbone
+        self.encoder_tap, self.decoder_tap = encoder_tap, decoder_tap
         channels = scaled(ASPP_CHANNELS, width)
         self.aspp = ASPP(
-            high_level, rates=aspp_rates(output_stride), channels=channels, separable=separable, dropout=dropout
+            backbone.out_channels[encoder_tap],
+            rates=aspp_rates(backbone.reductions[encoder_tap]),
+            channels=channels,
+            separable=separable,
+            dropout=dropout,
         )
         self.decoder = Decoder(
-            low_level,
+            backbone.out_channels[decoder_tap],
             channels,
             reduced_channels=scaled(LOW_LEVEL_CHANNELS, width),
             channels=scaled(DECODER_CHANNELS, width),
@@ -124,74 +115,125 @@ class DeepLabV3Plus(nn.Module):
         self.align_corners = align_corners
         init_kaiming(self)
 
-    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(self.backbone, Xception65):
-            # Inputs arrive ImageNet-normalised (segbench.data.dataset.normalize); the
-            # TF-DeepLab Xception and its ImageNet weights expect pixels in [-1, 1].
-            return self.backbone((x * self.imagenet_std + self.imagenet_mean) * 2 - 1)
-        features = self.backbone(x)
-        return features[0], features[3]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        low_level, high_level = self._features(x)
-        logits = self.classifier(self.decoder(self.aspp(high_level), low_level))
-        return upsample(logits, x.shape[-2:], self.align_corners)
+        features = self.backbone(x)
+        decoded = self.decoder(self.aspp(features[self.encoder_tap]), features[self.decoder_tap])
+        return upsample(self.classifier(decoded), x.shape[-2:], align_corners=self.align_corners)
+
+    def load_imagenet(self, source: bool | str) -> None:
+        self.backbone.load_imagenet(source)
 
 
-def _deeplabv3plus(
+_register = partial(register_model, family="DeepLab v3+", arxiv=ARXIV, logits_stride=4)  # the decoder's stride
+
+
+@_register(
+    "deeplabv3plus_resnet101", backbone="ResNet-101",
+    citation="Chen et al. 2018, Section 3.1, Fig. 2; decoder Tables 1-2; ResNet-101 with MG(1,2,4), Table 3",
+    paper_variant="decoder eval OS16",
+)
+def deeplabv3plus_resnet101(
     *,
-    num_classes: int,
-    width: float,
-    pretrained_backbone: bool | str,
-    backbone: str = "xception65",
+    num_classes: int = 21,
+    width: float = 1.0,
     output_stride: int = 16,
-    multi_grid: Sequence[int] | None = None,
+    multi_grid: Sequence[int] | None = (1, 2, 4),
     dropout: float = 0.1,
     align_corners: bool = True,
 ) -> DeepLabV3Plus:
-    """DeepLab v3+; ``backbone`` is resnet50, resnet101 or xception65 (depthwise separable ASPP/decoder)."""
-    model = DeepLabV3Plus(
+    """DeepLab v3+ on ResNet-101, decoder on its layer1 (Conv2) features, at output stride 16 (Table 3).
+
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's ResNet, 256-channel ASPP and decoder).
+        output_stride: of the encoder, 16 (Table 3 "train OS 16", evaluated at 16); the ASPP
+            rates follow it (DeepLab v3 Section 3.3).
+        multi_grid: unit rates of block4, (1, 2, 4): DeepLab v3's model, on which Table 3 builds
+            (v3+ does not restate it for ResNet-101).
+        dropout: after the ASPP projection, 0.1 (tensorflow/models research/deeplab model.py).
+        align_corners: bilinear resizing geometry, True (research/deeplab model.py).
+    """
+    return DeepLabV3Plus(
+        ResNet(depth=101, width=width, output_stride=output_stride, multi_grid=multi_grid),
+        encoder_tap="layer4",
+        decoder_tap="layer1",
         num_classes=num_classes,
         width=width,
-        backbone=backbone,
-        output_stride=output_stride,
-        multi_grid=multi_grid,
+        separable=False,
         dropout=dropout,
         align_corners=align_corners,
     )
-    if pretrained_backbone:
-        model.backbone.load_imagenet(pretrained_backbone)
-    return model
 
 
-# The registry's output_stride is that of the logits: the decoder's 4.
-register_model(
-    "deeplabv3plus_resnet101",
-    family="DeepLab v3+",
-    arxiv=ARXIV,
-    citation="Chen et al. 2018, Section 3.1, Fig. 2; decoder Tables 1-2; ResNet-101 with MG(1,2,4), Table 3",
-    logits_stride=4,
-    paper_variant="decoder eval OS16",
-    backbone="resnet101",
-    multi_grid=(1, 2, 4),
-)(_deeplabv3plus)
-register_model(
-    "deeplabv3plus_resnet101_os8",
-    family="DeepLab v3+",
-    arxiv=ARXIV,
+@_register(
+    "deeplabv3plus_resnet101_os8", backbone="ResNet-101",
     citation="Chen et al. 2018, Section 3.1, Fig. 2; decoder evaluated at OS8, Table 3",
-    logits_stride=4,
     paper_variant="decoder eval OS8",
-    backbone="resnet101",
-    multi_grid=(1, 2, 4),
-    output_stride=8,
-)(_deeplabv3plus)
-register_model(
-    "deeplabv3plus_xception65",
-    family="DeepLab v3+",
-    arxiv=ARXIV,
+)
+def deeplabv3plus_resnet101_os8(
+    *,
+    num_classes: int = 21,
+    width: float = 1.0,
+    output_stride: int = 8,
+    multi_grid: Sequence[int] | None = (1, 2, 4),
+    dropout: float = 0.1,
+    align_corners: bool = True,
+) -> DeepLabV3Plus:
+    """deeplabv3plus_resnet101 at encoder output stride 8 (Table 3 "eval OS 8").
+
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's ResNet, 256-channel ASPP and decoder).
+        output_stride: of the encoder, 8 (Table 3: trained at 16, evaluated at 8); ASPP rates
+            (12, 24, 36).
+        multi_grid: unit rates of block4, (1, 2, 4): DeepLab v3's model, on which Table 3 builds
+            (v3+ does not restate it for ResNet-101).
+        dropout: after the ASPP projection, 0.1 (tensorflow/models research/deeplab model.py).
+        align_corners: bilinear resizing geometry, True (research/deeplab model.py).
+    """
+    return DeepLabV3Plus(
+        ResNet(depth=101, width=width, output_stride=output_stride, multi_grid=multi_grid),
+        encoder_tap="layer4",
+        decoder_tap="layer1",
+        num_classes=num_classes,
+        width=width,
+        separable=False,
+        dropout=dropout,
+        align_corners=align_corners,
+    )
+
+
+@_register(
+    "deeplabv3plus_xception65", backbone="Xception-65",
     citation="Chen et al. 2018, Sections 3.1-3.2, Figs. 2 and 4; Xception-65, Table 5",
-    logits_stride=4,
     paper_variant="decoder",
-    backbone="xception65",
-)(_deeplabv3plus)
+)
+def deeplabv3plus_xception65(
+    *,
+    num_classes: int = 21,
+    width: float = 1.0,
+    output_stride: int = 16,
+    dropout: float = 0.1,
+    align_corners: bool = True,
+) -> DeepLabV3Plus:
+    """DeepLab v3+ on the modified aligned Xception-65, with depthwise separable ASPP and decoder
+    (Section 3.2, Fig. 4; Table 5).
+
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's Xception-65, 256-channel ASPP and decoder).
+        output_stride: of the encoder, 16 (Table 5 "train OS 16"; no multi-grid, Section 4.3);
+            the ASPP rates follow it (DeepLab v3 Section 3.3).
+        dropout: after the ASPP projection, 0.1 (tensorflow/models research/deeplab model.py).
+        align_corners: bilinear resizing geometry, True (research/deeplab model.py).
+    """
+    return DeepLabV3Plus(
+        Xception65(width=width, output_stride=output_stride),
+        encoder_tap="out",
+        decoder_tap="low_level",
+        num_classes=num_classes,
+        width=width,
+        separable=True,
+        dropout=dropout,
+        align_corners=align_corners,
+    )

@@ -34,14 +34,15 @@ identity.  The paper gives no parameter counts; at width 1.0 the front end has t
 
 from __future__ import annotations
 
-from typing import Sequence
+from functools import partial
+from typing import Literal, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from segbench.errors import InputError
-from segbench.models.backbones.vgg import load_vgg16_fully_convolutional, vgg16_stages
+from segbench.models.backbones.vgg import VGG16, load_vgg16_fully_convolutional
 from segbench.models.layers import init_kaiming, mirror_pad, scaled
 from segbench.models.registry import register_model
 
@@ -65,10 +66,9 @@ class FrontEnd(nn.Module):
 
     def __init__(self, *, num_classes: int, width: float) -> None:
         super().__init__()
-        self.stages = vgg16_stages(width=width, dilations=(1, 1, 1, 1, 2), padding=False)
-        self.pool = nn.MaxPool2d(2, stride=2)
-        c5, fc = scaled(512, width), scaled(4096, width)
-        self.fc6 = nn.Conv2d(c5, fc, 7, dilation=4)
+        self.backbone = VGG16(width=width, dilations=(1, 1, 1, 1, 2), padding=False, pool_strides=(2, 2, 2, None, None))
+        fc = scaled(4096, width)
+        self.fc6 = nn.Conv2d(self.backbone.out_channels["conv5"], fc, 7, dilation=4)
         self.fc7 = nn.Conv2d(fc, fc, 1)
         # Element-wise, as Caffe's Dropout layer.
         self.drop = nn.Dropout(0.5)
@@ -79,17 +79,14 @@ class FrontEnd(nn.Module):
         nn.init.zeros_(self.final.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for index, stage in enumerate(self.stages):
-            x = stage(x)
-            if index < 3:
-                x = self.pool(x)
+        x = self.backbone(x)["conv5"]
         x = self.drop(F.relu(self.fc6(x), inplace=True))
         x = self.drop(F.relu(self.fc7(x), inplace=True))
         return self.final(x)
 
     def load_imagenet(self, source: bool | str) -> None:
         """VGG16 ImageNet weights; fc6/fc7 are the classifier's fc layers reshaped (Section 4)."""
-        load_vgg16_fully_convolutional(self.stages, self.fc6, self.fc7, source)
+        load_vgg16_fully_convolutional(self.backbone, self.fc6, self.fc7, source)
 
 
 def identity_init_(conv: nn.Conv2d, classes: int, noise: float) -> None:
@@ -142,12 +139,10 @@ class DilationNet(nn.Module):
     """Front end, optionally followed by a context module, with logits at input size."""
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
-    pretrained_modules: tuple[str, ...] = ("front_end.stages", "front_end.fc6", "front_end.fc7")
+    pretrained_modules: tuple[str, ...] = ("front_end.backbone", "front_end.fc6", "front_end.fc7")
 
-    def __init__(self, *, num_classes: int, width: float, context: str | None) -> None:
+    def __init__(self, *, num_classes: int, width: float, context: Literal["basic", "large"] | None) -> None:
         super().__init__()
-        if context is not None and context not in CONTEXT_MULTIPLIERS:
-            raise InputError(f"context must be None, 'basic' or 'large', got {context!r}")
         self.front_end = FrontEnd(num_classes=num_classes, width=width)
         self.context = None
         if context is not None:
@@ -168,39 +163,55 @@ class DilationNet(nn.Module):
         logits = F.interpolate(scores, scale_factor=OUTPUT_STRIDE, mode="bilinear", align_corners=False)
         return logits[..., :height, :width]
 
+    def load_imagenet(self, source: bool | str) -> None:
+        """The front end's ImageNet VGG16; its classifier and the context module stay new."""
+        self.front_end.load_imagenet(source)
 
-@register_model(
-    "dilation_frontend",
-    family="Dilation",
-    arxiv="1511.07122",
+
+_register = partial(register_model, family="Dilation", arxiv="1511.07122", logits_stride=OUTPUT_STRIDE)
+
+
+@_register(
+    "dilation_frontend", backbone="VGG16",
     citation="Yu & Koltun 2016, Section 4 (front end); Table 3",
-    logits_stride=OUTPUT_STRIDE,
     paper_variant="front end",
-    context=None,
 )
-@register_model(
-    "dilation_context_basic",
-    family="Dilation",
-    arxiv="1511.07122",
+def dilation_frontend(*, num_classes: int = 21, width: float = 1.0) -> DilationNet:
+    """The front end alone: dilated VGG16 without pool4/pool5, class scores at stride 8 (Section 4).
+
+    Args:
+        num_classes: classes of the front end's classifier.
+        width: channel multiplier (1.0: the paper's VGG16 and 4096-channel fc6/fc7).
+    """
+    return DilationNet(num_classes=num_classes, width=width, context=None)
+
+
+@_register(
+    "dilation_context_basic", backbone="VGG16",
     citation="Yu & Koltun 2016, Section 3, Table 1 (basic), Eq. 4; Table 3",
-    logits_stride=OUTPUT_STRIDE,
     paper_variant="front end + basic context",
-    context="basic",
 )
-@register_model(
-    "dilation_context_large",
-    family="Dilation",
-    arxiv="1511.07122",
+def dilation_context_basic(*, num_classes: int = 21, width: float = 1.0) -> DilationNet:
+    """The front end followed by the basic context module: C channels throughout (Table 1, Eq. 4).
+
+    Args:
+        num_classes: classes C, also the channels of the basic context module.
+        width: channel multiplier of the front end (the basic module keeps C channels).
+    """
+    return DilationNet(num_classes=num_classes, width=width, context="basic")
+
+
+@_register(
+    "dilation_context_large", backbone="VGG16",
     citation="Yu & Koltun 2016, Section 3, Table 1 (large), Eq. 5; Table 3",
-    logits_stride=OUTPUT_STRIDE,
     paper_variant="front end + large context",
     paper_crf_variant="front end + large context + CRF",
-    context="large",
 )
-def _dilation(
-    *, num_classes: int, width: float, pretrained_backbone: bool | str, context: str | None = None
-) -> DilationNet:
-    model = DilationNet(num_classes=num_classes, width=width, context=context)
-    if pretrained_backbone:
-        model.front_end.load_imagenet(pretrained_backbone)
-    return model
+def dilation_context_large(*, num_classes: int = 21, width: float = 1.0) -> DilationNet:
+    """The front end followed by the large context module: 2C ... 32C channels (Table 1, Eq. 5).
+
+    Args:
+        num_classes: classes C of the scores the context module reads and writes.
+        width: channel multiplier of the front end and of the large module's multipliers 2 ... 32.
+    """
+    return DilationNet(num_classes=num_classes, width=width, context="large")

@@ -22,12 +22,14 @@ Parameter count at width 1.0: 134M (Table 1, "FCN-VGG16").
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from segbench.models.backbones.vgg import load_vgg16_fully_convolutional, vgg16_stages
-from segbench.models.layers import bilinear_kernel, center_crop_to, init_kaiming, scaled
+from segbench.models.backbones.vgg import VGG16, load_vgg16_fully_convolutional
+from segbench.models.layers import bilinear_deconv, bilinear_kernel, center_crop_to, init_kaiming, scaled
 from segbench.models.registry import register_model
 
 # Crop offsets of the reference Caffe nets: they follow from the 100 px pad
@@ -41,27 +43,27 @@ class FCN(nn.Module):
     """FCN with skips from pool4 (16s) and pool3 (8s)."""
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
-    pretrained_modules: tuple[str, ...] = ("stages", "fc6", "fc7")
+    pretrained_modules: tuple[str, ...] = ("backbone", "fc6", "fc7")
 
     def __init__(self, *, num_classes: int, width: float, stride: int) -> None:
         super().__init__()
         if stride not in _FINAL_OFFSET:
             raise ValueError(f"FCN stride must be 32, 16 or 8, got {stride}")
         self.stride = stride
-        self.stages = vgg16_stages(width=width, first_padding=100)
-        self.pool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
-        c3, c4, c5, fc = (scaled(c, width) for c in (256, 512, 512, 4096))
-        self.fc6 = nn.Conv2d(c5, fc, 7)
+        self.backbone = VGG16(width=width, first_padding=100, ceil_mode=True)
+        channels = self.backbone.out_channels
+        fc = scaled(4096, width)
+        self.fc6 = nn.Conv2d(channels["pool5"], fc, 7)
         self.fc7 = nn.Conv2d(fc, fc, 1)
         self.drop = nn.Dropout(0.5)
         self.score_fr = nn.Conv2d(fc, num_classes, 1)
         init_kaiming(self)
         if stride <= 16:
-            self.score_pool4 = nn.Conv2d(c4, num_classes, 1)
-            self.upscore2 = self._bilinear_deconv(num_classes, 4, 2)
+            self.score_pool4 = nn.Conv2d(channels["pool4"], num_classes, 1)
+            self.upscore2 = bilinear_deconv(num_classes, kernel_size=4, stride=2)
         if stride == 8:
-            self.score_pool3 = nn.Conv2d(c3, num_classes, 1)
-            self.upscore_pool4 = self._bilinear_deconv(num_classes, 4, 2)
+            self.score_pool3 = nn.Conv2d(channels["pool3"], num_classes, 1)
+            self.upscore_pool4 = bilinear_deconv(num_classes, kernel_size=4, stride=2)
         for name in ("score_fr", "score_pool4", "score_pool3"):
             if hasattr(self, name):
                 nn.init.zeros_(getattr(self, name).weight)
@@ -69,58 +71,65 @@ class FCN(nn.Module):
         # The last upsampling is fixed, so it is a buffer, not a parameter.
         self.register_buffer("final_kernel", bilinear_kernel(num_classes, num_classes, 2 * stride), persistent=False)
 
-    @staticmethod
-    def _bilinear_deconv(channels: int, kernel: int, stride: int) -> nn.ConvTranspose2d:
-        deconv = nn.ConvTranspose2d(channels, channels, kernel, stride=stride, bias=False)
-        with torch.no_grad():
-            deconv.weight.copy_(bilinear_kernel(channels, channels, kernel))
-        return deconv
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        h = x
-        pooled = []
-        for stage in self.stages:
-            h = self.pool(stage(h))
-            pooled.append(h)
-        h = self.drop(F.relu(self.fc6(h), inplace=True))
+        features = self.backbone(x)
+        h = self.drop(F.relu(self.fc6(features["pool5"]), inplace=True))
         h = self.drop(F.relu(self.fc7(h), inplace=True))
         score = self.score_fr(h)
         if self.stride <= 16:
             score = self.upscore2(score)
-            skip = self.score_pool4(pooled[3])
+            skip = self.score_pool4(features["pool4"])
             score = score + center_crop_to(skip, *score.shape[-2:], offset=(_POOL4_OFFSET,) * 2)
         if self.stride == 8:
             score = self.upscore_pool4(score)
-            skip = self.score_pool3(pooled[2])
+            skip = self.score_pool3(features["pool3"])
             score = score + center_crop_to(skip, *score.shape[-2:], offset=(_POOL3_OFFSET,) * 2)
         score = F.conv_transpose2d(score, self.final_kernel, stride=self.stride)
         return center_crop_to(score, height, width, offset=(_FINAL_OFFSET[self.stride],) * 2)
 
     def load_imagenet(self, source: bool | str) -> None:
         """VGG16 ImageNet weights; fc6/fc7 are the classifier's fc layers reshaped (Section 3.1)."""
-        load_vgg16_fully_convolutional(self.stages, self.fc6, self.fc7, source)
+        load_vgg16_fully_convolutional(self.backbone, self.fc6, self.fc7, source)
 
 
-def _fcn(*, num_classes: int, width: float, pretrained_backbone: bool | str, stride: int) -> FCN:
-    model = FCN(num_classes=num_classes, width=width, stride=stride)
-    if pretrained_backbone:
-        model.load_imagenet(pretrained_backbone)
-    return model
+_register = partial(
+    register_model,
+    family="FCN",
+    arxiv="1411.4038",
+    citation="Long et al. 2015, Sections 3-4, Fig. 3; params Table 1",
+    paper_params_variant="FCN-VGG16",
+)
 
 
-def _register(stride: int) -> None:
-    register_model(
-        f"fcn{stride}s",
-        family="FCN",
-        arxiv="1411.4038",
-        citation="Long et al. 2015, Sections 3-4, Fig. 3; params Table 1",
-        logits_stride=stride,
-        paper_variant=f"FCN-{stride}s",
-        paper_params_variant="FCN-VGG16",
-        stride=stride,
-    )(_fcn)
+@_register("fcn32s", backbone="VGG16", logits_stride=32, paper_variant="FCN-32s")
+def fcn32s(*, num_classes: int = 21, width: float = 1.0) -> FCN:
+    """FCN-32s: the stride-32 scores upsampled to the input in one step (Section 4.1).
+
+    Args:
+        num_classes: classes of the score layers.
+        width: channel multiplier (1.0: the paper's VGG16).
+    """
+    return FCN(num_classes=num_classes, width=width, stride=32)
 
 
-for _stride in (32, 16, 8):
-    _register(_stride)
+@_register("fcn16s", backbone="VGG16", logits_stride=16, paper_variant="FCN-16s")
+def fcn16s(*, num_classes: int = 21, width: float = 1.0) -> FCN:
+    """FCN-16s: FCN-32s's scores 2x upsampled and fused with pool4's (Section 4.2).
+
+    Args:
+        num_classes: classes of the score layers.
+        width: channel multiplier (1.0: the paper's VGG16).
+    """
+    return FCN(num_classes=num_classes, width=width, stride=16)
+
+
+@_register("fcn8s", backbone="VGG16", logits_stride=8, paper_variant="FCN-8s")
+def fcn8s(*, num_classes: int = 21, width: float = 1.0) -> FCN:
+    """FCN-8s: FCN-16s's fused scores 2x upsampled and fused with pool3's (Section 4.2).
+
+    Args:
+        num_classes: classes of the score layers.
+        width: channel multiplier (1.0: the paper's VGG16).
+    """
+    return FCN(num_classes=num_classes, width=width, stride=8)

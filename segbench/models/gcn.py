@@ -1,11 +1,11 @@
-"""Global Convolutional Network with Boundary Refinement on ResNet-50/101.
+"""Global Convolutional Network with Boundary Refinement on ResNet-50/101/152.
 
 Peng, Zhang, Yu, Luo & Sun, "Large Kernel Matters -- Improve Semantic
 Segmentation by Global Convolutional Network", CVPR 2017 (arXiv:1703.02719),
 Section 3 and Fig. 2:
 
 * a ResNet backbone (output stride 32) gives the res-2..res-5 features at
-  1/4..1/32 of the input;
+  1/4..1/32 of the input (its taps "layer1".."layer4");
 * on each of them a GCN module (Fig. 2B) produces a score map with one
   channel per class: the sum of a (k x 1 then 1 x k) and a (1 x k then k x 1)
   branch, with no nonlinearity and no batch norm after the convolutions
@@ -25,12 +25,16 @@ convolutions keep their biases since there is no batch norm to absorb them.
 The paper gives no initialisation either: the backbone gets He init from
 scratch, the GCN convs a variance-preserving init for linear layers, and each
 BR starts as the identity (its second conv is zero).
-Deviations: the paper's VOC model uses ResNet-152 (the shared backbone has
-depths 50 and 101) and a "ResNet-GCN" backbone variant in an ablation
-(Section 4.2), not reproduced.  The paper gives no parameter count.
+
+The paper's VOC 2012 test result (82.2, abstract) is its model on the ImageNet
+ResNet-152 of Section 4, ``gcn_resnet152``.  Not reproduced: the "ResNet-GCN"
+backbone variant of an ablation (Section 4.2).  The paper gives no parameter
+count.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -38,8 +42,11 @@ import torch.nn.functional as F
 
 from segbench.errors import InputError
 from segbench.models.backbones.resnet import ResNet
-from segbench.models.layers import bilinear_kernel, center_crop_to, init_kaiming
+from segbench.models.layers import bilinear_deconv, center_crop_to, init_kaiming
 from segbench.models.registry import register_model
+
+# The score maps, finest first: res-2..res-5 (Fig. 2A).
+_TAPS = ("layer1", "layer2", "layer3", "layer4")
 
 
 class GlobalConvolution(nn.Module):
@@ -85,13 +92,6 @@ class BoundaryRefinement(nn.Module):
         return x + self.conv2(F.relu(self.conv1(x), inplace=True))
 
 
-def _bilinear_deconv(channels: int) -> nn.ConvTranspose2d:
-    deconv = nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1, bias=False)
-    with torch.no_grad():
-        deconv.weight.copy_(bilinear_kernel(channels, channels, 4))
-    return deconv
-
-
 class GCN(nn.Module):
     """GCN + BR on res-2..res-5 with deconvolution decoding (Fig. 2A)."""
 
@@ -103,16 +103,19 @@ class GCN(nn.Module):
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise InputError(f"kernel_size must be odd and positive so that maps stay aligned, got {kernel_size}")
         self.backbone = ResNet(depth=depth, width=width, output_stride=32)
-        self.gcn = nn.ModuleList(GlobalConvolution(c, num_classes, kernel_size) for c in self.backbone.channels)
+        self.gcn = nn.ModuleList(
+            GlobalConvolution(self.backbone.out_channels[tap], num_classes, kernel_size) for tap in _TAPS
+        )
         self.stage_br = nn.ModuleList(BoundaryRefinement(num_classes) for _ in range(4))
         # Three fusion steps (1/32 -> 1/16 -> 1/8 -> 1/4), then two to full resolution.
-        self.up = nn.ModuleList(_bilinear_deconv(num_classes) for _ in range(5))
+        self.up = nn.ModuleList(bilinear_deconv(num_classes, kernel_size=4, stride=2, padding=1) for _ in range(5))
         self.decoder_br = nn.ModuleList(BoundaryRefinement(num_classes) for _ in range(5))
         init_kaiming(self.backbone)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        scores = [br(gcn(f)) for gcn, br, f in zip(self.gcn, self.stage_br, self.backbone(x))]
+        features = self.backbone(x)
+        scores = [br(gcn(features[tap])) for gcn, br, tap in zip(self.gcn, self.stage_br, _TAPS)]
         y = scores[3]
         for up, br, skip in zip(self.up[:3], self.decoder_br[:3], reversed(scores[:3])):
             y = br(self._upsample(up, y, skip.shape[-2:]) + skip)
@@ -126,25 +129,50 @@ class GCN(nn.Module):
         # Strided layers map n to ceil(n / 2), so 2x always covers the finer map.
         return center_crop_to(deconv(x), *size, offset=(0, 0))
 
-
-def _gcn(*, num_classes: int, width: float, pretrained_backbone: bool | str, depth: int, kernel_size: int = 15) -> GCN:
-    model = GCN(num_classes=num_classes, width=width, depth=depth, kernel_size=kernel_size)
-    if pretrained_backbone:
-        model.backbone.load_imagenet(pretrained_backbone)
-    return model
+    def load_imagenet(self, source: bool | str) -> None:
+        self.backbone.load_imagenet(source)
 
 
-def _register(depth: int, paper_variant: str | None) -> None:
-    register_model(
-        f"gcn_resnet{depth}",
-        family="GCN",
-        arxiv="1703.02719",
-        citation="Peng et al. 2017, Section 3, Fig. 2",
-        logits_stride=1,
-        paper_variant=paper_variant,
-        depth=depth,
-    )(_gcn)
+_register = partial(
+    register_model,
+    family="GCN",
+    arxiv="1703.02719",
+    citation="Peng et al. 2017, Section 3, Fig. 2",
+    logits_stride=1,
+)
 
 
-_register(101, "Large Kernel Matters")
-_register(50, None)
+@_register("gcn_resnet152", backbone="ResNet-152", paper_variant="Large Kernel Matters")
+def gcn_resnet152(*, num_classes: int = 21, width: float = 1.0, kernel_size: int = 15) -> GCN:
+    """GCN + BR on ResNet-152, the paper's VOC 2012 model (Section 4; 82.2 on test, abstract).
+
+    Args:
+        num_classes: classes of the score maps.
+        width: channel multiplier of the backbone (1.0: the paper's ResNet).
+        kernel_size: k of the k x 1 / 1 x k convs, 15 (Section 4.1, Table 1).
+    """
+    return GCN(num_classes=num_classes, width=width, depth=152, kernel_size=kernel_size)
+
+
+@_register("gcn_resnet101", backbone="ResNet-101")
+def gcn_resnet101(*, num_classes: int = 21, width: float = 1.0, kernel_size: int = 15) -> GCN:
+    """GCN + BR on ResNet-101 (no paper figure).
+
+    Args:
+        num_classes: classes of the score maps.
+        width: channel multiplier of the backbone (1.0: the paper's ResNet).
+        kernel_size: k of the k x 1 / 1 x k convs, 15 (Section 4.1, Table 1).
+    """
+    return GCN(num_classes=num_classes, width=width, depth=101, kernel_size=kernel_size)
+
+
+@_register("gcn_resnet50", backbone="ResNet-50")
+def gcn_resnet50(*, num_classes: int = 21, width: float = 1.0, kernel_size: int = 15) -> GCN:
+    """GCN + BR on ResNet-50, the backbone of the paper's ablations (Section 4.2).
+
+    Args:
+        num_classes: classes of the score maps.
+        width: channel multiplier of the backbone (1.0: the paper's ResNet).
+        kernel_size: k of the k x 1 / 1 x k convs, 15 (Section 4.1, Table 1).
+    """
+    return GCN(num_classes=num_classes, width=width, depth=50, kernel_size=kernel_size)

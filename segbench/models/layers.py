@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from segbench.errors import InputError, PretrainedWeightsUnavailable
 
@@ -31,6 +34,20 @@ def bilinear_kernel(in_channels: int, out_channels: int, kernel_size: int) -> to
     for i in range(min(in_channels, out_channels)):
         weight[i, i] = filt
     return weight
+
+
+def bilinear_deconv(channels: int, *, kernel_size: int, stride: int, padding: int = 0) -> nn.ConvTranspose2d:
+    """A learnt per-channel upsampling that starts as bilinear interpolation (FCN Section 3.3)."""
+    deconv = nn.ConvTranspose2d(channels, channels, kernel_size, stride=stride, padding=padding, bias=False)
+    with torch.no_grad():
+        deconv.weight.copy_(bilinear_kernel(channels, channels, kernel_size))
+    return deconv
+
+
+def upsample(x: torch.Tensor, size: Sequence[int], *, align_corners: bool) -> torch.Tensor:
+    """Bilinear resize to ``size``. ``align_corners`` is the paper's: True for the Caffe models
+    (PSPNet, DeepLab v2's interp layer), False for TF DeepLab v3/v3+ and torchvision."""
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
 def init_kaiming(module: nn.Module) -> None:
@@ -105,7 +122,6 @@ def same_padding(kernel_size: int, dilation: int = 1) -> int:
     return dilation * (kernel_size - 1) // 2
 
 
-
 def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
     """Mirror ``x`` beyond its borders by any amount, without repeating the edge.
 
@@ -125,3 +141,75 @@ def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) ->
 
     height, width = x.shape[-2:]
     return x.index_select(-2, index(height, top, bottom)).index_select(-1, index(width, left, right))
+
+
+def conv_bn(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int = 1,
+    *,
+    stride: int = 1,
+    dilation: int = 1,
+    relu: bool = True,
+    eps: float = 1e-5,
+) -> nn.Sequential:
+    """Conv (no bias) + BN (+ ReLU), as ``conv``/``bn`` submodules."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict(
+        conv=nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=same_padding(kernel_size, dilation),
+            dilation=dilation,
+            bias=False,
+        ),
+        bn=nn.BatchNorm2d(out_channels, eps=eps),
+    )
+    if relu:
+        layers["relu"] = nn.ReLU(inplace=True)
+    return nn.Sequential(layers)
+
+
+class SeparableConv2d(nn.Module):
+    """3x3 depthwise conv + BN, then 1x1 pointwise conv + BN.
+
+    With ``relu`` each half ends with a ReLU (DeepLab v3+ Section 3.2; also the
+    ASPP and decoder convs of the Xception model); without, the activation is
+    left to the caller (the entry/middle-flow modules apply it first).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        stride: int = 1,
+        dilation: int = 1,
+        relu: bool = True,
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.conv_dw = nn.Conv2d(
+            in_channels,
+            in_channels,
+            3,
+            stride=stride,
+            padding=same_padding(3, dilation),
+            dilation=dilation,
+            groups=in_channels,
+            bias=False,
+        )
+        self.bn_dw = nn.BatchNorm2d(in_channels, eps=eps)
+        self.conv_pw = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.bn_pw = nn.BatchNorm2d(out_channels, eps=eps)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn_dw(self.conv_dw(x))
+        if self.relu:
+            x = F.relu(x, inplace=True)
+        x = self.bn_pw(self.conv_pw(x))
+        if self.relu:
+            x = F.relu(x, inplace=True)
+        return x

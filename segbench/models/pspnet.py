@@ -2,13 +2,15 @@
 
 Zhao, Shi, Qi, Wang & Jia, "Pyramid Scene Parsing Network", CVPR 2017
 (arXiv:1612.01105), Section 3.2 and Fig. 3 (pyramid pooling module),
-Section 3.3 and Fig. 4 (auxiliary loss on res4b22, i.e. the output of
-``layer3``) and Section 4.2 (its weight, 0.4).  Layer details follow the
-authors' released Caffe nets (github.com/hszhao/PSPNet,
-pspnet101_VOC2012_473.prototxt):
+Section 3.3 and Fig. 4 (auxiliary loss on res4b22, i.e. the ``layer3`` tap)
+and Section 4.2 (its weight, 0.4).  Layer details follow the authors' released
+Caffe nets (github.com/hszhao/PSPNet, pspnet101_VOC2012_473.prototxt):
 
-* the ResNet's last two stages are dilated (rates 2 and 4) so features stay
-  at 1/8 of the input;
+* the ResNet's last two stages are dilated so features stay at 1/8 of the
+  input, every block of a dilated stage at the stage's rate, the first block
+  included: rate 2 in all of ``layer3`` (res4) and 4 in all of ``layer4``
+  (res5), which is the backbone's ``dilate_first_block`` (torchvision's rule
+  would keep rate 1 in the first block of ``layer3`` and 2 in that of ``layer4``);
 * pyramid pooling: average pooling to 1x1, 2x2, 3x3 and 6x6 bins, a 1x1 conv
   to 1/N of the input channels (N = number of levels, so 512 of 2048), batch
   norm, ReLU, bilinear upsampling back to the feature size, then
@@ -21,31 +23,28 @@ pspnet101_VOC2012_473.prototxt):
   released prototxts are test nets without it) runs only in training mode;
   its loss weight is the model attribute ``aux_weight``.
 
-Deviations: the released nets use a deep stem (three 3x3 convs with 64, 64
-and 128 channels) and their own ImageNet weights; here the stem is the
-standard 7x7 conv so that torchvision's ImageNet weights load (about 0.12M
-fewer parameters at width 1.0).  As in the released nets, every block of the
-dilated stages is dilated: ``dilate_first_block`` gives the first block of
-``layer3`` rate 2, and ``multi_grid=(1, 1, 1)`` all of ``layer4`` rate 4.  Training-mode batch norm after the 1x1 bin
-needs more than one image per batch.  The paper gives no parameter count.
+Deviations: the paper's ImageNet ResNets, as the released nets, have a deep
+stem (three 3x3 convs of 64, 64 and 128 channels instead of the 7x7 conv) and
+the authors' own ImageNet weights; here the stem defaults to torchvision's 7x7
+conv so that torchvision's ImageNet weights load (about 0.12M fewer parameters
+at width 1.0).  ``deep_stem=True`` builds the paper's stem, which has no
+ImageNet weights here (``load_imagenet`` refuses it).  Training-mode batch
+norm after the 1x1 bin needs more than one image per batch.  The paper gives
+no parameter count.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from segbench.errors import InputError
 from segbench.models.backbones.resnet import ResNet
-from segbench.models.layers import init_kaiming, scaled
+from segbench.models.layers import init_kaiming, scaled, upsample
 from segbench.models.registry import register_model
-
-
-def _upsample(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
 
 class PyramidPooling(nn.Module):
@@ -68,7 +67,7 @@ class PyramidPooling(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
-        return torch.cat([x] + [_upsample(level(x), size) for level in self.levels], dim=1)
+        return torch.cat([x] + [upsample(level(x), size, align_corners=True) for level in self.levels], dim=1)
 
 
 def _classifier(in_channels: int, mid_channels: int, num_classes: int) -> nn.Sequential:
@@ -82,59 +81,86 @@ def _classifier(in_channels: int, mid_channels: int, num_classes: int) -> nn.Seq
 
 
 class PSPNet(nn.Module):
-    """Dilated ResNet + pyramid pooling; ``{"out", "aux"}`` logits in training mode."""
+    """Dilated ResNet + pyramid pooling on "layer4"; aux head on "layer3"; ``{"out", "aux"}`` in training mode."""
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
     pretrained_modules: tuple[str, ...] = ("backbone",)
 
-    def __init__(self, *, num_classes: int, width: float, depth: int, bins: Sequence[int], aux_weight: float) -> None:
+    def __init__(
+        self, *, num_classes: int, width: float, depth: int, bins: Sequence[int], aux_weight: float, deep_stem: bool
+    ) -> None:
         super().__init__()
         if not bins or min(bins) < 1:
             raise InputError(f"bins must be positive bin counts, got {tuple(bins)}")
         self.aux_weight = aux_weight
-        # multi_grid (1, 1, 1): every block of layer4 at rate 4, as in the released nets.
-        self.backbone = ResNet(depth=depth, width=width, output_stride=8, multi_grid=(1, 1, 1), dilate_first_block=True)
-        _, _, c4, c5 = self.backbone.channels
-        self.ppm = PyramidPooling(c5, bins)
+        self.backbone = ResNet(depth=depth, width=width, output_stride=8, dilate_first_block=True, deep_stem=deep_stem)
+        self.ppm = PyramidPooling(self.backbone.out_channels["layer4"], bins)
         self.head = _classifier(self.ppm.out_channels, scaled(512, width), num_classes)
-        self.aux = _classifier(c4, scaled(256, width), num_classes)
+        self.aux = _classifier(self.backbone.out_channels["layer3"], scaled(256, width), num_classes)
         init_kaiming(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         size = x.shape[-2:]
-        _, _, res4, res5 = self.backbone(x)
-        out = _upsample(self.head(self.ppm(res5)), size)
+        features = self.backbone(x)
+        out = upsample(self.head(self.ppm(features["layer4"])), size, align_corners=True)
         if not self.training:
             return out
-        return {"out": out, "aux": _upsample(self.aux(res4), size)}
+        return {"out": out, "aux": upsample(self.aux(features["layer3"]), size, align_corners=True)}
+
+    def load_imagenet(self, source: bool | str) -> None:
+        self.backbone.load_imagenet(source)
 
 
-def _pspnet(
+_register = partial(
+    register_model,
+    family="PSPNet",
+    arxiv="1612.01105",
+    citation="Zhao et al. 2017, Sections 3.2-3.3, Fig. 3-4; aux loss weight Section 4.2",
+    logits_stride=8,
+)
+
+
+@_register("pspnet_resnet101", backbone="ResNet-101", paper_variant="PSPNet")
+def pspnet_resnet101(
     *,
-    num_classes: int,
-    width: float,
-    pretrained_backbone: bool | str,
-    depth: int,
+    num_classes: int = 21,
+    width: float = 1.0,
     bins: Sequence[int] = (1, 2, 3, 6),
     aux_weight: float = 0.4,
+    deep_stem: bool = False,
 ) -> PSPNet:
-    model = PSPNet(num_classes=num_classes, width=width, depth=depth, bins=bins, aux_weight=aux_weight)
-    if pretrained_backbone:
-        model.backbone.load_imagenet(pretrained_backbone)
-    return model
+    """PSPNet on ResNet-101, the paper's VOC model (Section 5.3, Table 6).
+
+    Args:
+        num_classes: classes of the main and auxiliary classifiers.
+        width: channel multiplier (1.0: the paper's ResNet and head).
+        bins: pyramid pooling bin counts, (1, 2, 3, 6) (Section 3.2, Fig. 3).
+        aux_weight: loss weight of the auxiliary classifier on res4b22, 0.4 (Section 4.2,
+            Table 2; hszhao/semseg aux_weight 0.4).
+        deep_stem: the released nets' three 3x3 stem convs; False: torchvision's 7x7 stem, whose
+            ImageNet weights load (a deviation, see the module docstring).
+    """
+    return PSPNet(num_classes=num_classes, width=width, depth=101, bins=bins, aux_weight=aux_weight, deep_stem=deep_stem)
 
 
-def _register(depth: int, paper_variant: str | None) -> None:
-    register_model(
-        f"pspnet_resnet{depth}",
-        family="PSPNet",
-        arxiv="1612.01105",
-        citation="Zhao et al. 2017, Sections 3.2-3.3, Fig. 3-4; aux loss weight Section 4.2",
-        logits_stride=8,
-        paper_variant=paper_variant,
-        depth=depth,
-    )(_pspnet)
+@_register("pspnet_resnet50", backbone="ResNet-50")
+def pspnet_resnet50(
+    *,
+    num_classes: int = 21,
+    width: float = 1.0,
+    bins: Sequence[int] = (1, 2, 3, 6),
+    aux_weight: float = 0.4,
+    deep_stem: bool = False,
+) -> PSPNet:
+    """PSPNet on ResNet-50, the paper's ADE20K ablation model (Section 5.2); no VOC figure.
 
-
-_register(101, "PSPNet")
-_register(50, None)
+    Args:
+        num_classes: classes of the main and auxiliary classifiers.
+        width: channel multiplier (1.0: the paper's ResNet and head).
+        bins: pyramid pooling bin counts, (1, 2, 3, 6) (Section 3.2, Fig. 3).
+        aux_weight: loss weight of the auxiliary classifier on res4b6 (res4b22 in ResNet-101),
+            0.4 (Section 4.2, Table 2; hszhao/semseg aux_weight 0.4).
+        deep_stem: the released nets' three 3x3 stem convs; False: torchvision's 7x7 stem, whose
+            ImageNet weights load (a deviation, see the module docstring).
+    """
+    return PSPNet(num_classes=num_classes, width=width, depth=50, bins=bins, aux_weight=aux_weight, deep_stem=deep_stem)

@@ -1,4 +1,4 @@
-"""4-cascaded RefineNet on ResNet-50/101.
+"""4-cascaded RefineNet on ResNet-50/101/152.
 
 Lin, Milan, Shen & Reid, "RefineNet: Multi-Path Refinement Networks for
 High-Resolution Semantic Segmentation", CVPR 2017 (arXiv:1611.06612),
@@ -32,12 +32,16 @@ authors' released MatConvNet code (github.com/guosheng/refinenet):
 * from scratch, the backbone gets He init and every other conv N(0, 0.01^2)
   (released code).
 
-Deviations: ResNet-152 (the paper's best model) is not offered because the
-shared backbone has depths 50 and 101; the backbone is torchvision's v1.5
-ResNet instead of the MatConvNet v1 one.  The paper gives no parameter count.
+The paper's VOC 2012 test result (83.4: abstract, Table 5 "RefineNet-Res152")
+is its ResNet-152 model, ``refinenet_resnet152``.
+Deviations: the backbone is torchvision's v1.5 ResNet (stride on the 3x3 conv)
+instead of the MatConvNet v1 one (stride on the 1x1).  The paper gives no
+parameter count.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -45,11 +49,15 @@ import torch.nn.functional as F
 
 from segbench.errors import InputError
 from segbench.models.backbones.resnet import ResNet
-from segbench.models.layers import init_kaiming, scaled
+from segbench.models.layers import init_kaiming, scaled, upsample
 from segbench.models.registry import register_model
 
-# Paper, Section 3.2: 512 filters on the RefineNet-4 (1/32) path, 256 elsewhere.
-_PATH_CHANNELS = (256, 256, 256, 512)  # 1/4, 1/8, 1/16, 1/32
+# RefineNet-4..1 read the backbone taps from the coarsest (1/32) to the finest (1/4); Section 3.2:
+# 512 filters on the RefineNet-4 path, 256 on the others. The released code drops out the 1/32
+# and 1/16 features.
+_TAPS = ("layer4", "layer3", "layer2", "layer1")
+_PATH_CHANNELS = (512, 256, 256, 256)
+_DROPOUT_TAPS = ("layer4", "layer3")
 
 
 def _conv3x3(in_channels: int, out_channels: int, *, bias: bool = False) -> nn.Conv2d:
@@ -110,7 +118,7 @@ class RefineNetBlock(nn.Module):
         x = self.adapt[0](self.reduce(feature))
         if self.fuse is not None:
             coarse = self.fuse[1](self.adapt[1](previous))
-            x = self.fuse[0](x) + F.interpolate(coarse, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            x = self.fuse[0](x) + upsample(coarse, x.shape[-2:], align_corners=False)
         return self.output(self.crp(x))
 
 
@@ -128,8 +136,8 @@ class RefineNet(nn.Module):
         # blocks[0] is RefineNet-4 (1/32), blocks[3] is RefineNet-1 (1/4).
         self.blocks = nn.ModuleList()
         previous = None
-        for in_channels, path_channels in zip(reversed(self.backbone.channels), reversed(_PATH_CHANNELS)):
-            block = RefineNetBlock(in_channels, scaled(path_channels, width), previous, crp_blocks)
+        for tap, path_channels in zip(_TAPS, _PATH_CHANNELS):
+            block = RefineNetBlock(self.backbone.out_channels[tap], scaled(path_channels, width), previous, crp_blocks)
             self.blocks.append(block)
             previous = block.channels
         self.final_rcus = nn.Sequential(ResidualConvUnit(previous), ResidualConvUnit(previous))
@@ -146,34 +154,58 @@ class RefineNet(nn.Module):
                     nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c2, c3, c4, c5 = self.backbone(x)
+        features = self.backbone(x)
         y = None
-        for block, feature in zip(self.blocks, (self.drop(c5), self.drop(c4), c3, c2)):
-            y = block(feature, y)
+        for block, tap in zip(self.blocks, _TAPS):
+            feature = features[tap]
+            y = block(self.drop(feature) if tap in _DROPOUT_TAPS else feature, y)
         logits = self.classifier(self.drop(self.final_rcus(y)))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return upsample(logits, x.shape[-2:], align_corners=False)
+
+    def load_imagenet(self, source: bool | str) -> None:
+        self.backbone.load_imagenet(source)
 
 
-def _refinenet(
-    *, num_classes: int, width: float, pretrained_backbone: bool | str, depth: int, crp_blocks: int = 2
-) -> RefineNet:
-    model = RefineNet(num_classes=num_classes, width=width, depth=depth, crp_blocks=crp_blocks)
-    if pretrained_backbone:
-        model.backbone.load_imagenet(pretrained_backbone)
-    return model
+_register = partial(
+    register_model,
+    family="RefineNet",
+    arxiv="1611.06612",
+    citation="Lin et al. 2017, Sections 3.1-3.2, Fig. 2(c) and Fig. 3",
+    logits_stride=4,
+)
 
 
-def _register(depth: int, paper_variant: str | None) -> None:
-    register_model(
-        f"refinenet_resnet{depth}",
-        family="RefineNet",
-        arxiv="1611.06612",
-        citation="Lin et al. 2017, Sections 3.1-3.2, Fig. 2(c) and Fig. 3",
-        logits_stride=4,
-        paper_variant=paper_variant,
-        depth=depth,
-    )(_refinenet)
+@_register("refinenet_resnet152", backbone="ResNet-152", paper_variant="RefineNet")
+def refinenet_resnet152(*, num_classes: int = 21, width: float = 1.0, crp_blocks: int = 2) -> RefineNet:
+    """4-cascaded RefineNet on ResNet-152, the paper's VOC 2012 model (83.4 on test: abstract, Table 5).
+
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's ResNet and 512/256-channel paths).
+        crp_blocks: pool-conv blocks of chained residual pooling, 2 (Section 3.2, Fig. 3).
+    """
+    return RefineNet(num_classes=num_classes, width=width, depth=152, crp_blocks=crp_blocks)
 
 
-_register(101, "RefineNet")
-_register(50, None)
+@_register("refinenet_resnet101", backbone="ResNet-101")
+def refinenet_resnet101(*, num_classes: int = 21, width: float = 1.0, crp_blocks: int = 2) -> RefineNet:
+    """4-cascaded RefineNet on ResNet-101, the authors' first released VOC model (guosheng/refinenet).
+
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's ResNet and 512/256-channel paths).
+        crp_blocks: pool-conv blocks of chained residual pooling, 2 (Section 3.2, Fig. 3).
+    """
+    return RefineNet(num_classes=num_classes, width=width, depth=101, crp_blocks=crp_blocks)
+
+
+@_register("refinenet_resnet50", backbone="ResNet-50")
+def refinenet_resnet50(*, num_classes: int = 21, width: float = 1.0, crp_blocks: int = 2) -> RefineNet:
+    """4-cascaded RefineNet on ResNet-50, the released training demo's backbone; no paper VOC figure.
+
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's ResNet and 512/256-channel paths).
+        crp_blocks: pool-conv blocks of chained residual pooling, 2 (Section 3.2, Fig. 3).
+    """
+    return RefineNet(num_classes=num_classes, width=width, depth=50, crp_blocks=crp_blocks)

@@ -1,18 +1,25 @@
 """Model registry: one entry per architecture variant, one contract for all.
 
-Every builder is registered under a unique name with the paper facts the
-benchmark needs (citation, output stride, the paper's variant name in
-``config/paper_results.csv``).  The contract, shared by every model:
+Every variant is a builder ``def`` whose name is the registered name, written out in the
+decorator (``@register_model("fcn8s", ...)`` over ``def fcn8s``), so that grep finds it, with the
+paper facts the benchmark needs (citation, output stride, the paper's variant name in
+``config/paper_results.csv``). A builder's keyword arguments past ``num_classes`` and ``width`` are
+the paper options, their defaults the variant's, listed under ``Args:`` in its docstring. The
+contract, shared by every model:
 
-* ``build_model(name, *, num_classes=21, width=1.0, pretrained_backbone=False, **options)``
+* ``build_model(name, *, num_classes=21, width=1.0, pretrained_backbone=False, **options)``;
 * ``forward(x[N,3,H,W]) -> logits[N,C,H,W]`` at input resolution for any H, W;
-* auxiliary outputs only in training mode, as ``{"out": logits, "aux": logits}``.
+* auxiliary outputs only in training mode, as ``{"out": logits, "aux": logits}``, with the aux
+  loss weight declared as the model's ``aux_weight``;
+* ``load_imagenet(source)`` loads the ImageNet weights of the backbone (``build_model`` calls it
+  when ``pretrained_backbone`` is set), or raises InputError where the paper has none.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch.nn as nn
@@ -27,6 +34,7 @@ class ModelInfo:
     name: str
     builder: Callable[..., nn.Module]
     family: str  # e.g. "FCN", "DeepLab v3"; matches the `paper` column of paper_results.csv
+    backbone: str  # e.g. "VGG16", "ResNet-101", "none"; as the `backbone` column of paper_results.csv
     arxiv: str
     citation: str  # section/table of the paper the implementation follows
     logits_stride: int  # stride of the logits before their final upsampling to the input (at the defaults)
@@ -37,7 +45,6 @@ class ModelInfo:
     # The variant name of the paper's result with the dense CRF, when the paper
     # names it apart (DeepLab v1's "DeepLab-CRF-LargeFOV").
     paper_crf_variant: str | None = None
-    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -47,34 +54,36 @@ def register_model(
     name: str,
     *,
     family: str,
+    backbone: str,
     arxiv: str,
     citation: str,
     logits_stride: int,
     paper_variant: str | None = None,
     paper_params_variant: str | None = None,
     paper_crf_variant: str | None = None,
-    **defaults: Any,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register ``builder`` under ``name``; ``defaults`` are paper options bound to it.
+    """Register the builder ``def <name>(*, num_classes, width, **paper_options)`` under ``name``.
 
-    One builder function may be registered under several names with different
-    defaults (e.g. FCN-32s/16s/8s), so variants are not copies of each other.
+    Variants of one architecture are builders of one model class with other arguments (FCN-32s,
+    16s and 8s: ``FCN(stride=...)``), not copies of each other.
     """
 
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if builder.__name__ != name:
+            raise ValueError(f"builder {builder.__name__!r} registered as {name!r}: a builder is named as its model")
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = ModelInfo(
             name=name,
             builder=builder,
             family=family,
+            backbone=backbone,
             arxiv=arxiv,
             citation=citation,
             logits_stride=logits_stride,
             paper_variant=paper_variant,
             paper_params_variant=paper_params_variant or paper_variant,
             paper_crf_variant=paper_crf_variant or paper_variant,
-            defaults=dict(defaults),
         )
         return builder
 
@@ -93,17 +102,9 @@ def model_info(name: str) -> ModelInfo:
 
 
 def model_options(name: str) -> dict[str, Any]:
-    """Paper options a model accepts, with their effective defaults."""
-    info = model_info(name)
-    params = inspect.signature(info.builder).parameters
-    options = {
-        key: p.default
-        for key, p in params.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-        and key not in ("num_classes", "width", "pretrained_backbone")
-    }
-    options.update(info.defaults)
-    return options
+    """Paper options a model accepts, with their defaults."""
+    params = inspect.signature(model_info(name).builder).parameters
+    return {key: p.default for key, p in params.items() if key not in ("num_classes", "width")}
 
 
 def build_model(
@@ -133,15 +134,34 @@ def build_model(
             f"model {name!r} has no option(s) {', '.join(unknown)}; "
             f"its options are: {', '.join(sorted(known)) or 'none'}"
         )
-    kwargs = {**info.defaults, **options}
+    model = info.builder(num_classes=num_classes, width=width, **options)
+    if not pretrained_backbone:
+        return model
     try:
-        return info.builder(
-            num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone, **kwargs
-        )
+        model.load_imagenet(pretrained_backbone)
     except RuntimeError as exc:
-        if pretrained_backbone and "size mismatch" in str(exc):
+        if "size mismatch" in str(exc):
             # ImageNet weights have the paper's channel counts.
             raise InputError(
                 f"pretrained weights do not fit {name!r} at width {width} (they are for width 1.0): {exc}"
             ) from exc
         raise
+    return model
+
+
+# Importing a family module registers its models; add one name here per new family.
+FAMILIES = (
+    "deeplab_v1",
+    "deeplab_v2",
+    "deeplab_v3",
+    "deeplab_v3plus",
+    "dilation",
+    "fcn",
+    "gcn",
+    "pspnet",
+    "refinenet",
+    "segnet",
+    "unet",
+)
+for _family in FAMILIES:
+    importlib.import_module(f"segbench.models.{_family}")

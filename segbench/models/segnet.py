@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from segbench.models.backbones.vgg import load_vgg16_stages, vgg16_imagenet_state, vgg16_stages
+from segbench.models.backbones.vgg import VGG16
 from segbench.models.layers import init_kaiming
 from segbench.models.registry import register_model
 
@@ -47,11 +47,14 @@ class SegNet(nn.Module):
 
     def __init__(self, *, num_classes: int, width: float) -> None:
         super().__init__()
-        self.encoder = vgg16_stages(width=width, batch_norm=True)
+        self.encoder = VGG16(width=width, batch_norm=True, ceil_mode=True)
+        # The encoder's stages are run here, with a pool of the encoder's own geometry that also
+        # returns its argmax indices, rather than through the encoder's forward: the decoder needs
+        # those indices and each pooling's input size, which the backbone's taps do not carry.
         self.pool = nn.MaxPool2d(2, stride=2, ceil_mode=True, return_indices=True)
-        conv1_1 = self.encoder[0][0]
+        conv1_1 = self.encoder.stages[0][0]
         self.decoder = nn.ModuleList()
-        for stage in reversed(self.encoder):
+        for stage in reversed(self.encoder.stages):
             layers: list[nn.Module] = []
             for conv in reversed([m for m in stage if isinstance(m, nn.Conv2d)]):
                 if conv is not conv1_1:  # its mirror is the classifier
@@ -63,7 +66,7 @@ class SegNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         switches = []
         h = x
-        for stage in self.encoder:
+        for stage in self.encoder.stages:
             h = stage(h)
             size = h.shape[-2:]
             h, indices = self.pool(h)
@@ -74,19 +77,22 @@ class SegNet(nn.Module):
 
     def load_imagenet(self, source: bool | str) -> None:
         """ImageNet VGG16-BN weights for the encoder; the decoder stays He-initialised."""
-        load_vgg16_stages(self.encoder, vgg16_imagenet_state(source, batch_norm=True))
+        self.encoder.load_imagenet(source)
 
 
 @register_model(
-    "segnet",
+    "segnet", backbone="VGG16",
     family="SegNet",
     arxiv="1511.00561",
     citation="Badrinarayanan et al. 2017, Section 3, Figs. 2-3 (reference segnet_train.prototxt); params Section 3",
     logits_stride=1,
     paper_variant="SegNet",
 )
-def _segnet(*, num_classes: int, width: float, pretrained_backbone: bool | str) -> SegNet:
-    model = SegNet(num_classes=num_classes, width=width)
-    if pretrained_backbone:
-        model.load_imagenet(pretrained_backbone)
-    return model
+def segnet(*, num_classes: int = 21, width: float = 1.0) -> SegNet:
+    """SegNet: VGG16-BN encoder, decoder unpooling at the encoder's max-pooling indices (Section 3).
+
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's VGG16-BN encoder, 14.7M parameters, Section 3).
+    """
+    return SegNet(num_classes=num_classes, width=width)

@@ -31,6 +31,7 @@ Parameter count at width 1.0 with 1 input channel and 2 classes: 31.0M
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -148,48 +149,63 @@ class UNet(nn.Module):
         scores = scores.view(batch, rows, cols, classes, tile_h, tile_w).permute(0, 3, 1, 4, 2, 5)
         return scores.reshape(batch, classes, rows * tile_h, cols * tile_w)[..., :height, :width]
 
+    def load_imagenet(self, source: bool | str) -> None:
+        raise InputError(
+            "U-Net has no ImageNet backbone: the paper trains it from scratch (Section 3); "
+            "use pretrained_backbone=False"
+        )
 
-def _unet(
+
+_register = partial(register_model, family="U-Net", arxiv="1505.04597", logits_stride=1)
+_CITATION = "Ronneberger et al. 2015, Section 2, Fig. 1 (network), Fig. 2 (overlap-tile), Section 3 (init)"
+
+
+@_register("unet", backbone="none", citation=_CITATION, paper_variant="U-Net")
+def unet(
     *,
-    num_classes: int,
-    width: float,
-    pretrained_backbone: bool | str,
+    num_classes: int = 21,
+    width: float = 1.0,
     in_channels: int = 3,
     padding: str = "valid",
     tile: int | None = 388,
     dropout: float = 0.5,
 ) -> UNet:
-    if pretrained_backbone:
-        raise InputError(
-            "U-Net has no ImageNet backbone: the paper trains it from scratch (Section 3); "
-            "use pretrained_backbone=False"
-        )
-    # Section 3.1: "Drop-out layers at the end of the contracting path"; the rate is that of the
-    # authors' released Caffe model (dropout_ratio 0.5). 0 switches dropout off (e.g. to compare
-    # training runs across process counts, where each process draws its own dropout masks).
-    return UNet(
-        num_classes=num_classes, width=width, in_channels=in_channels, padding=padding, tile=tile, dropout=dropout
-    )
+    """U-Net of Fig. 1 with valid convolutions, run by overlap-tile (Fig. 2).
+
+    Args:
+        num_classes: classes of the 1x1 score layer (2 in the paper's cell segmentation).
+        width: channel multiplier (1.0: the paper's 64 ... 1024 channels).
+        in_channels: input channels (3 for RGB; the paper's microscopy images have 1).
+        padding: "valid", the paper's unpadded 3x3 convs (Section 2); "same" pads them (``unet_same``).
+        tile: output tile size of the overlap-tile strategy; 388, Fig. 1's 572 -> 388 tile;
+            None: the whole image as one tile.
+        dropout: rate of the dropout at the end of the contracting path (Section 3.1); 0.5, the
+            authors' released Caffe model (dropout_ratio 0.5).  0 switches it off, e.g. to compare
+            training runs across process counts, where each process draws its own dropout masks.
+    """
+    return UNet(num_classes=num_classes, width=width, in_channels=in_channels, padding=padding, tile=tile, dropout=dropout)
 
 
-_CITATION = "Ronneberger et al. 2015, Section 2, Fig. 1 (network), Fig. 2 (overlap-tile), Section 3 (init)"
+@_register("unet_same", backbone="none", citation=_CITATION + "; padded 3x3 convs (not in the paper)")
+def unet_same(
+    *,
+    num_classes: int = 21,
+    width: float = 1.0,
+    in_channels: int = 3,
+    padding: str = "same",
+    tile: int | None = None,
+    dropout: float = 0.5,
+) -> UNet:
+    """U-Net with padded 3x3 convs, the widespread variant (not in the paper): no cropping, one tile.
 
-register_model(
-    "unet",
-    family="U-Net",
-    arxiv="1505.04597",
-    citation=_CITATION,
-    logits_stride=1,
-    paper_variant="U-Net",
-    padding="valid",
-    tile=388,
-)(_unet)
-register_model(
-    "unet_same",
-    family="U-Net",
-    arxiv="1505.04597",
-    citation=_CITATION + "; padded 3x3 convs (not in the paper)",
-    logits_stride=1,
-    padding="same",
-    tile=None,
-)(_unet)
+    Args:
+        num_classes: classes of the 1x1 score layer.
+        width: channel multiplier (1.0: the paper's 64 ... 1024 channels).
+        in_channels: input channels (3 for RGB).
+        padding: "same", padded 3x3 convs; "valid" is the paper's (``unet``).
+        tile: output tile size, a multiple of 16, to split large images into tiles without overlap;
+            None: the image, mirror-padded to a multiple of 16, is one tile.
+        dropout: rate of the dropout at the end of the contracting path; 0.5 as ``unet`` (Section 3.1,
+            the authors' released Caffe model).
+    """
+    return UNet(num_classes=num_classes, width=width, in_channels=in_channels, padding=padding, tile=tile, dropout=dropout)

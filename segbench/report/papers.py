@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from segbench.models import list_models
-from segbench.models.registry import model_options
+from segbench.models import list_models, model_info
 from segbench.report.sections import with_interval
 
 COLUMNS = (
@@ -107,17 +106,11 @@ def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def _backbone(arch: str) -> str | None:
-    """The backbone where the model's options name it (a ResNet's depth, or a backbone's name);
-    None for the nets whose backbone is fixed (VGG16 and the like), which match their rows."""
-    if arch not in list_models():
-        return None
-    options = model_options(arch)
-    if "backbone" in options:
-        return str(options["backbone"])
-    if "depth" in options:
-        return f"resnet{options['depth']}"
-    return None
+def _same_backbone(ours: str, theirs: str) -> bool:
+    """Whether the paper's ``backbone`` cell is ours; an empty cell states nothing to differ from.
+    A cell that names no single backbone ("ResNet-101/152", "ResNet") is not ours: the row's figure
+    cannot be told to be our backbone's."""
+    return not theirs or _key(ours) == _key(theirs)
 
 
 def reasons(row: dict, run: Run, train_split: str | None) -> list[str]:
@@ -141,8 +134,7 @@ def reasons(row: dict, run: Run, train_split: str | None) -> list[str]:
     # "train_aug" and "train_aug 10582" (with its image count) name the same split.
     elif not re.fullmatch(rf"{re.escape(train_split)}( \d+)?", row["training_data"]):
         found.append(f"different training data ({row['training_data'] or 'not stated'})")
-    ours = _backbone(run.arch)
-    if ours is not None and _key(ours) != _key(row["backbone"]):
+    if run.arch in list_models() and not _same_backbone(model_info(run.arch).backbone, row["backbone"]):
         found.append(f"different backbone ({row['backbone'] or 'not stated'} in the paper)")
     if row["crf"] not in ("yes", "no", ""):
         found.append(f"different CRF ({row['crf']})")

@@ -30,10 +30,12 @@ if config["dataset"]["source"] == "synthetic":
 def check_architectures(models):
     """Each run's architecture and paper options (for training and for prediction) against the
     registry, so that a typo fails the dry run rather than a train job hours into the workflow.
-    Importing the registry imports torch and the architectures: about 4 s of every start-up."""
-    from segbench.models import list_models, model_options
+    Read from the model modules' source (segbench.models.catalog): importing the registry would
+    import torch and every architecture, seconds of every job's start-up on a cluster."""
+    from segbench.models.catalog import model_catalog
 
-    known = list_models()
+    catalog = model_catalog()
+    known = list(catalog)
     for name, run in models.items():
         if run["arch"] not in known:
             close = difflib.get_close_matches(run["arch"], known, n=1)
@@ -42,7 +44,7 @@ def check_architectures(models):
                 f"models.{name}.arch: {run['arch']!r} is not a registered architecture; {hint}"
                 "`segbench models` lists them"
             )
-        accepted = model_options(run["arch"])
+        accepted = catalog[run["arch"]]
         for field, options in (("options", run["options"]), ("eval.options", run["eval"]["options"])):
             unknown = sorted(set(options) - set(accepted))
             if unknown:

@@ -23,6 +23,12 @@ before it and multiplies the rate for the next (``stack_blocks_dense``).
 Parameter names are those of timm's ``xception65`` (timm.models.xception_aligned,
 a port of the TF checkpoint), so ``load_imagenet`` loads its ImageNet weights
 without renaming.
+
+Like every backbone here, ``forward`` takes ImageNet-normalised images
+(segbench.data.dataset.normalize); the TF checkpoint was trained on pixels in
+[-1, 1] (inception preprocessing), so the input is mapped there first.
+
+Taps: "low_level", DeepLab v3+'s decoder input at stride 4, and "out".
 """
 
 from __future__ import annotations
@@ -37,86 +43,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segbench.data.voc import MEAN, STD
 from segbench.errors import InputError, PretrainedWeightsUnavailable
-from segbench.models.layers import load_state_dict_from_source, same_padding, scaled
+from segbench.models.backbones import Backbone, FeatureInfo
+from segbench.models.layers import SeparableConv2d, conv_bn, load_state_dict_from_source, scaled
 
 # TF's batch-norm epsilon in the Xception backbone (xception_arg_scope); the
 # ImageNet statistics were estimated with it.
 XCEPTION_BN_EPS = 1e-3
 TIMM_WEIGHTS = "xception65.tf_in1k"  # the TF DeepLab ImageNet checkpoint, ported by timm
 _WEIGHTS_PAGE = "https://huggingface.co/timm/xception65.tf_in1k"
-
-
-def conv_bn(
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int = 1,
-    *,
-    stride: int = 1,
-    dilation: int = 1,
-    relu: bool = True,
-    eps: float = 1e-5,
-) -> nn.Sequential:
-    """Conv (no bias) + BN (+ ReLU), as ``conv``/``bn`` submodules."""
-    layers: OrderedDict[str, nn.Module] = OrderedDict(
-        conv=nn.Conv2d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride=stride,
-            padding=same_padding(kernel_size, dilation),
-            dilation=dilation,
-            bias=False,
-        ),
-        bn=nn.BatchNorm2d(out_channels, eps=eps),
-    )
-    if relu:
-        layers["relu"] = nn.ReLU(inplace=True)
-    return nn.Sequential(layers)
-
-
-class SeparableConv2d(nn.Module):
-    """3x3 depthwise conv + BN, then 1x1 pointwise conv + BN.
-
-    With ``relu`` each half ends with a ReLU (DeepLab v3+ Section 3.2; also the
-    ASPP and decoder convs of the Xception model); without, the activation is
-    left to the caller (the entry/middle-flow modules apply it first).
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        *,
-        stride: int = 1,
-        dilation: int = 1,
-        relu: bool = True,
-        eps: float = 1e-5,
-    ) -> None:
-        super().__init__()
-        self.conv_dw = nn.Conv2d(
-            in_channels,
-            in_channels,
-            3,
-            stride=stride,
-            padding=same_padding(3, dilation),
-            dilation=dilation,
-            groups=in_channels,
-            bias=False,
-        )
-        self.bn_dw = nn.BatchNorm2d(in_channels, eps=eps)
-        self.conv_pw = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-        self.bn_pw = nn.BatchNorm2d(out_channels, eps=eps)
-        self.relu = relu
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.bn_dw(self.conv_dw(x))
-        if self.relu:
-            x = F.relu(x, inplace=True)
-        x = self.bn_pw(self.conv_pw(x))
-        if self.relu:
-            x = F.relu(x, inplace=True)
-        return x
 
 
 class XceptionModule(nn.Module):
@@ -212,8 +148,8 @@ _XCEPTION65: tuple[_Module, ...] = (
 )
 
 
-class Xception65(nn.Module):
-    """Xception-65 body; ``forward`` returns (low-level features at stride 4, final features)."""
+class Xception65(Backbone):
+    """Xception-65 body with taps "low_level" (stride 4) and "out" (``output_stride``)."""
 
     def __init__(self, *, width: float = 1.0, output_stride: int = 32) -> None:
         super().__init__()
@@ -245,17 +181,22 @@ class Xception65(nn.Module):
             )
             in_channels = channels[-1]
         self.blocks = nn.Sequential(*modules)
-        self.output_stride = output_stride
-        # The decoder taps the second entry-flow module, at stride 4.
-        self.low_level_channels = scaled(_XCEPTION65[1].channels[1], width)
-        self.channels = in_channels
+        self.register_buffer("imagenet_mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("imagenet_std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+        self.feature_info = [
+            # DeepLab v3+'s decoder taps the second entry-flow module after its second separable
+            # conv, at stride 4 (the TF model's entry_flow/block2/unit_1 "separable_conv2" tap).
+            FeatureInfo("low_level", scaled(_XCEPTION65[1].channels[1], width), 4),
+            FeatureInfo("out", in_channels, output_stride),
+        ]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (x * self.imagenet_std + self.imagenet_mean) * 2 - 1  # ImageNet-normalised -> [-1, 1]
         x = self.blocks[0](self.stem(x))
         x, low_level = self.blocks[1].forward_with_tap(x)
         for block in islice(self.blocks, 2, None):
             x = block(x)
-        return low_level, x
+        return {"low_level": low_level, "out": x}
 
     def load_imagenet(self, source: bool | str | os.PathLike) -> None:
         """Load the ImageNet weights of DeepLab's Xception-65 (width 1.0 only); the classifier is dropped."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
 
+import segbench.models.backbones.vgg as vgg_backbone
 from segbench.models import build_model
 from segbench.models.layers import bilinear_kernel
 from segbench.models.summary import count_parameters
@@ -37,5 +39,21 @@ def test_final_upsampling_is_bilinear_interpolation() -> None:
 
 def test_conv1_is_padded_by_100_pixels() -> None:
     model = build_model("fcn32s", num_classes=2, width=0.125)
-    assert model.stages[0][0].padding == (100, 100)
+    assert model.backbone.stages[0][0].padding == (100, 100)
     assert model.fc6.kernel_size == (7, 7) and model.fc6.padding == (0, 0)
+
+
+def test_skips_read_the_pool3_and_pool4_taps() -> None:
+    model = build_model("fcn8s", num_classes=2, width=0.125)
+    channels, reductions = model.backbone.out_channels, model.backbone.reductions
+    assert (model.score_pool3.in_channels, model.score_pool4.in_channels) == (channels["pool3"], channels["pool4"])
+    assert (reductions["pool3"], reductions["pool4"], reductions["pool5"]) == (8, 16, 32)
+
+
+def test_imagenet_vgg16_with_its_fc_layers_fits_the_full_width_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    with torch.device("meta"):
+        vgg = torchvision.models.vgg16().state_dict()
+    monkeypatch.setattr(vgg_backbone, "load_state_dict_from_source", lambda source, url, what: vgg)
+    # load_state_dict and view_as check every shape; a mismatch raises.
+    with torch.device("meta"):
+        build_model("fcn8s", pretrained_backbone=True)

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from segbench.cli import main
 from segbench.collect import read_table
 from segbench.models import list_models, model_info
 from segbench.models.summary import HEADER, count_parameters, paper_row
 
-REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "config" / "paper_results.csv"
 
 # Paper figure (M) and the tolerance of its rounding: half a unit of its last digit.
@@ -34,12 +34,28 @@ PAPER_PARAMS = {
 
 
 @pytest.fixture(scope="module")
-def markdown_rows() -> dict[str, dict[str, str]]:
-    """`segbench models --markdown --paper config/paper_results.csv`, parsed: model -> column -> cell."""
+def markdown() -> str:
+    """`segbench models --markdown`, run from the repository root as docs/models.md says."""
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(["models", "--markdown", "--paper", str(PAPER)]) == 0
-    lines = out.getvalue().splitlines()
+    with contextlib.redirect_stdout(out), contextlib.chdir(REPO):
+        assert main(["models", "--markdown"]) == 0
+    return out.getvalue()
+
+
+def test_docs_models_md_holds_the_table_of_the_registry(markdown: str) -> None:
+    """docs/models.md's fidelity table is the command's output, so the docs cannot drift from the
+    registry, the papers' table or the VOC config: regenerate it when this fails."""
+    docs = (REPO / "docs" / "models.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(docs) if line.startswith("| model "))
+    end = next((i for i in range(start, len(docs)) if not docs[i].startswith("|")), len(docs))
+    table = "\n".join(docs[start:end]) + "\n"
+    assert table == markdown, "docs/models.md: regenerate its table with `segbench models --markdown`"
+
+
+@pytest.fixture(scope="module")
+def markdown_rows(markdown: str) -> dict[str, dict[str, str]]:
+    """The Markdown table, parsed: model -> column -> cell."""
+    lines = markdown.splitlines()
     cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
     assert tuple(cells[0]) == HEADER
     assert all(set(c) <= {"-", ":"} for c in cells[1])

@@ -1,0 +1,93 @@
+"""segbench/models/layers.py: the blocks shared by several families."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segbench.errors import InputError
+from segbench.models.layers import (
+    SeparableConv2d,
+    bilinear_deconv,
+    bilinear_kernel,
+    center_crop_to,
+    conv_bn,
+    load_state_dict_from_source,
+    mirror_pad,
+    same_padding,
+    scaled,
+    upsample,
+)
+
+
+def test_scaled_rounds_and_never_goes_below_one_channel() -> None:
+    assert [scaled(64, 0.125), scaled(100, 0.125), scaled(3, 0.01)] == [8, 12, 1]
+
+
+def test_bilinear_deconv_doubles_a_ramp_exactly_inside_its_border() -> None:
+    """FCN's 4x4 stride-2 deconvolution starts as bilinear upsampling: a linear ramp stays linear."""
+    ramp = torch.arange(8.0).view(1, 1, 1, 8).expand(1, 2, 8, 8).contiguous()
+    deconv = bilinear_deconv(2, kernel_size=4, stride=2, padding=1)
+    torch.testing.assert_close(deconv.weight, bilinear_kernel(2, 2, 4))
+    with torch.no_grad():
+        out = deconv(ramp)
+    assert out.shape == (1, 2, 16, 16)
+    # Away from the zero-padded border, the samples lie halfway between the input's: x/2 - 1/4.
+    expected = torch.arange(16.0) / 2 - 0.25
+    torch.testing.assert_close(out[0, 1, 5, 1:15], expected[1:15])
+    assert deconv.weight[0, 1].abs().sum() == 0, "channel i maps only to channel i"
+
+
+def test_upsample_follows_align_corners() -> None:
+    x = torch.tensor([[[[0.0, 1.0]]]])
+    assert upsample(x, (1, 3), align_corners=True)[0, 0, 0].tolist() == [0.0, 0.5, 1.0]
+    torch.testing.assert_close(
+        upsample(x, (1, 4), align_corners=False), F.interpolate(x, size=(1, 4), mode="bilinear", align_corners=False)
+    )
+
+
+def test_center_crop_to_default_and_offset() -> None:
+    x = torch.arange(36.0).view(1, 1, 6, 6)
+    assert center_crop_to(x, 2, 2)[0, 0].tolist() == [[14.0, 15.0], [20.0, 21.0]]
+    assert center_crop_to(x, 2, 3, offset=(4, 3))[0, 0].tolist() == [[27.0, 28.0, 29.0], [33.0, 34.0, 35.0]]
+    with pytest.raises(ValueError, match="cannot crop 6x6 to 2x2 at offset"):
+        center_crop_to(x, 2, 2, offset=(5, 0))
+
+
+@pytest.mark.parametrize(("kernel", "dilation"), [(1, 1), (3, 1), (3, 6), (7, 2)])
+def test_same_padding_keeps_the_size(kernel: int, dilation: int) -> None:
+    x = torch.randn(1, 1, 9, 11)
+    w = torch.ones(1, 1, kernel, kernel)
+    assert F.conv2d(x, w, padding=same_padding(kernel, dilation), dilation=dilation).shape == x.shape
+
+
+@pytest.mark.parametrize("pads", [(13, 2, 0, 20), (0, 0, 7, 7), (30, 31, 1, 0), (5, 6, 7, 9)])
+def test_mirror_pad_matches_numpy_reflect_for_margins_wider_than_the_image(pads: tuple[int, int, int, int]) -> None:
+    top, bottom, left, right = pads
+    for shape in ((2, 3, 5, 7), (1, 1, 3, 4), (1, 1, 1, 4)):
+        x = torch.randn(shape)
+        expected = np.pad(x.numpy(), ((0, 0), (0, 0), (top, bottom), (left, right)), mode="reflect")
+        torch.testing.assert_close(mirror_pad(x, top, bottom, left, right), torch.from_numpy(expected))
+
+
+def test_conv_bn_and_separable_conv_keep_the_size_and_name_their_parts() -> None:
+    block = conv_bn(4, 6, 3, dilation=2, relu=False, eps=1e-3)
+    assert [name for name, _ in block.named_children()] == ["conv", "bn"]
+    assert block.bn.eps == 1e-3 and block.conv.bias is None
+    separable = SeparableConv2d(4, 6, dilation=2)
+    assert separable.conv_dw.groups == 4 and separable.conv_pw.kernel_size == (1, 1)
+    x = torch.randn(2, 4, 9, 11)
+    assert block(x).shape == separable(x).shape == (2, 6, 9, 11)
+    assert (separable(x) >= 0).all(), "with relu, both halves end with a ReLU"
+
+
+def test_load_state_dict_from_source_reads_a_local_copy_and_unwraps_state_dict(tmp_path) -> None:
+    state = {"w": torch.ones(2)}
+    torch.save({"state_dict": state}, tmp_path / "weights.pth")
+    loaded = load_state_dict_from_source(str(tmp_path / "weights.pth"), url="https://example/w.pth", what="W")
+    torch.testing.assert_close(loaded["w"], state["w"])
+    (tmp_path / "bad.pth").write_bytes(b"<html>404</html>")
+    with pytest.raises(InputError, match=r"bad.pth: not a readable PyTorch weights file"):
+        load_state_dict_from_source(str(tmp_path / "bad.pth"), url="https://example/w.pth", what="W")
