@@ -175,7 +175,15 @@ def msc_mlp(in_channels: int, *, width: float, stride: int) -> nn.Sequential:
 
 
 class DeepLabV1(DeepLab):
-    """DeepLab-LargeFOV, with the MSc multi-scale features if asked."""
+    """DeepLab-LargeFOV, with the MSc multi-scale features if asked.
+
+    Args:
+        num_classes: classes of fc8.
+        width: channel multiplier (1.0: the paper's VGG16, 1024-channel fc6/fc7 and 128-channel MSc
+            MLPs; 20.5M parameters without the MLPs, Table 2).
+        multiscale_features: the MSc features (Section 4.3): the input's and pool1-pool4's 128-channel
+            MLPs, concatenated with fc7 before fc8.
+    """
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
     pretrained_modules: tuple[str, ...] = ("backbone", "fc")
@@ -219,12 +227,7 @@ _register = partial(register_model, family="DeepLab v1", arxiv="1412.7062", logi
     paper_crf_variant="DeepLab-CRF-LargeFOV",
 )
 def deeplab_v1_largefov(*, num_classes: int = 21, width: float = 1.0) -> DeepLabV1:
-    """DeepLab-LargeFOV: VGG16 at output stride 8, fc6 3x3 atrous rate 12 with 1024 channels (Section 3.1).
-
-    Args:
-        num_classes: classes of fc8.
-        width: channel multiplier (1.0: the paper's VGG16 and 1024-channel fc6/fc7, 20.5M parameters, Table 2).
-    """
+    """DeepLab-LargeFOV: VGG16 at output stride 8, fc6 3x3 atrous rate 12 with 1024 channels (Section 3.1)."""
     return DeepLabV1(num_classes=num_classes, width=width, multiscale_features=False)
 
 
@@ -235,10 +238,5 @@ def deeplab_v1_largefov(*, num_classes: int = 21, width: float = 1.0) -> DeepLab
     paper_crf_variant="DeepLab-MSc-CRF-LargeFOV",
 )
 def deeplab_v1_msc_largefov(*, num_classes: int = 21, width: float = 1.0) -> DeepLabV1:
-    """DeepLab-MSc-LargeFOV: DeepLab-LargeFOV with the input's and pool1-pool4's 128-channel MLPs (Section 4.3).
-
-    Args:
-        num_classes: classes of fc8.
-        width: channel multiplier (1.0: the paper's VGG16, 1024-channel fc6/fc7 and 128-channel MLPs).
-    """
+    """DeepLab-MSc-LargeFOV: DeepLab-LargeFOV with the input's and pool1-pool4's 128-channel MLPs (Section 4.3)."""
     return DeepLabV1(num_classes=num_classes, width=width, multiscale_features=True)

@@ -29,7 +29,7 @@ TPAMI 2017 (arXiv:1606.00915):
 from __future__ import annotations
 
 from functools import partial
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -55,11 +55,46 @@ def _check_rates(rates: Sequence[int]) -> tuple[int, ...]:
 
 
 class DeepLabV2(DeepLab):
-    """The backbone's last tap feeds parallel ASPP branches (``aspp``) whose scores are summed."""
+    """DeepLab-ASPP (Section 3.2, Fig. 4): the backbone's tap named ``tap`` feeds parallel atrous
+    branches (``aspp``), one per rate, whose class scores are summed; DeepLab-LargeFOV is the single
+    branch of rate 12.  Its subclasses build the backbone and a branch: DeepLabV2VGG16 (Table 3) and
+    DeepLabV2ResNet101 (Table 4), documented here.
+
+    Args:
+        num_classes: classes of each branch's scores.
+        width: channel multiplier (1.0: the paper's VGG16 and 1024-channel fc6/fc7, or ResNet-101).
+        rates: atrous rate of each branch (of its fc6 on VGG16); (6, 12, 18, 24), ASPP-L (Section 3.2,
+            Fig. 4), the rates of Table 4 and of Table 3's best VGG16 net.
+        input_scales: scales of the input whose scores are max-fused (MSC, Section 3.2); (1.0,), single
+            scale, as Table 3 and Table 4's nets without MSC.
+    """
 
     backbone: Backbone
     aspp: nn.ModuleList
     tap: str  # the backbone's tap that the branches read
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        width: float,
+        rates: Sequence[int] = ASPP_L,
+        input_scales: Sequence[float] = (1.0,),
+    ) -> None:
+        super().__init__(input_scales)
+        self.backbone = self.build_backbone(width)
+        channels = self.backbone.out_channels[self.tap]
+        self.aspp = nn.ModuleList(
+            self.build_branch(channels, rate=r, width=width, num_classes=num_classes) for r in _check_rates(rates)
+        )
+
+    def build_backbone(self, width: float) -> Backbone:
+        """The backbone at output stride 8, with a tap named ``tap``."""
+        raise NotImplementedError
+
+    def build_branch(self, channels: int, *, rate: int, width: float, num_classes: int) -> nn.Module:
+        """One ASPP branch: ``channels`` features in, class scores out."""
+        raise NotImplementedError
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         features = self.backbone(x)[self.tap]
@@ -67,19 +102,20 @@ class DeepLabV2(DeepLab):
 
 
 class DeepLabV2VGG16(DeepLabV2):
-    """DeepLab-LargeFOV and DeepLab-ASPP on VGG16: each branch an fc6-fc7-fc8 chain."""
+    # DeepLab-LargeFOV and DeepLab-ASPP on VGG16: each branch an fc6-fc7-fc8 chain.  No docstring of its
+    # own: DeepLabV2's, with the options, is this class's (inspect.getdoc).
 
     tap = "pool5"
     # Each branch's fc6/fc7 start from VGG16's decimated fc layers; only fc8 is new.
     pretrained_modules: tuple[str, ...] = ("backbone", "aspp.*.fc6", "aspp.*.fc7")
 
-    def __init__(self, *, num_classes: int, width: float, rates: Sequence[int], input_scales: Sequence[float]) -> None:
-        super().__init__(input_scales)
-        self.backbone = deeplab_vgg16(width)
-        channels = self.backbone.out_channels[self.tap]
-        self.aspp = nn.ModuleList(
-            atrous_fc(channels, width=width, rate=r, num_classes=num_classes) for r in _check_rates(rates)
-        )
+    def build_backbone(self, width: float) -> Backbone:
+        """DeepLab v1's VGG16 body (deeplab_v1.deeplab_vgg16), without v1's "pool5a"."""
+        return deeplab_vgg16(width)
+
+    def build_branch(self, channels: int, *, rate: int, width: float, num_classes: int) -> nn.Module:
+        """fc6 3x3 atrous ``rate`` (1024) -> fc7 1x1 (1024) -> fc8, with dropout: v1's LargeFOV head."""
+        return atrous_fc(channels, width=width, rate=rate, num_classes=num_classes)
 
     def load_imagenet(self, source: bool | str) -> None:
         """VGG16's ImageNet conv weights; every branch's fc6/fc7 from its decimated fc layers (v1 Section 3.1)."""
@@ -90,27 +126,28 @@ class DeepLabV2VGG16(DeepLabV2):
 
 
 class DeepLabV2ResNet101(DeepLabV2):
-    """DeepLab-ASPP on ResNet-101 at output stride 8: each branch one 3x3 atrous conv to the classes."""
+    # DeepLab-ASPP on ResNet-101 at output stride 8: each branch one 3x3 atrous conv to the classes.  No
+    # docstring of its own: DeepLabV2's, with the options, is this class's (inspect.getdoc).
 
     tap = "layer4"
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
     pretrained_modules: tuple[str, ...] = ("backbone",)
 
-    def __init__(self, *, num_classes: int, width: float, rates: Sequence[int], input_scales: Sequence[float]) -> None:
-        super().__init__(input_scales)
-        # As the paper's Caffe net: every res4 block has rate 2, res4a included (dilate_first_block),
-        # and every res5 block rate 4 (multi_grid (1, 1, 1)).
-        self.backbone = ResNet(
+    def build_backbone(self, width: float) -> Backbone:
+        """ResNet-101 at output stride 8 as the paper's Caffe net: every res4 block has rate 2, res4a
+        included (dilate_first_block), and every res5 block rate 4 (multi_grid (1, 1, 1))."""
+        backbone = ResNet(
             depth=101, width=width, output_stride=OUTPUT_STRIDE, multi_grid=(1, 1, 1), dilate_first_block=True
         )
-        init_kaiming(self.backbone)
-        channels = self.backbone.out_channels[self.tap]
-        self.aspp = nn.ModuleList()
-        for rate in _check_rates(rates):
-            conv = nn.Conv2d(channels, num_classes, 3, padding=rate, dilation=rate)
-            nn.init.normal_(conv.weight, std=0.01)
-            nn.init.zeros_(conv.bias)
-            self.aspp.append(conv)
+        init_kaiming(backbone)
+        return backbone
+
+    def build_branch(self, channels: int, *, rate: int, width: float, num_classes: int) -> nn.Module:
+        """One 3x3 atrous conv to the classes, Gaussian std 0.01 (the prototxt)."""
+        conv = nn.Conv2d(channels, num_classes, 3, padding=rate, dilation=rate)
+        nn.init.normal_(conv.weight, std=0.01)
+        nn.init.zeros_(conv.bias)
+        return conv
 
     def load_imagenet(self, source: bool | str) -> None:
         """torchvision's ImageNet ResNet-101 weights for the backbone; the ASPP branches stay new."""
@@ -126,18 +163,14 @@ _register = partial(register_model, family="DeepLab v2", arxiv="1606.00915", log
     paper_variant="DeepLab-LargeFOV",
 )
 def deeplab_v2_vgg16_largefov(
-    *, num_classes: int = 21, width: float = 1.0, rates: Sequence[int] = LARGEFOV, input_scales: Sequence[float] = (1.0,)
+    *, num_classes: int = 21, width: float = 1.0, rates: Sequence[int] = LARGEFOV, **options: Any
 ) -> DeepLabV2VGG16:
     """DeepLab-LargeFOV on VGG16: the single fc6-fc7-fc8 branch of rate 12 (Table 3).
 
     Args:
-        num_classes: classes of fc8.
-        width: channel multiplier (1.0: the paper's VGG16 and 1024-channel fc6/fc7).
         rates: atrous rate of each branch's fc6; (12,), Table 3's LargeFOV.
-        input_scales: scales of the input whose scores are max-fused (MSC, Section 3.2); (1.0,), single
-            scale, as Table 3.
     """
-    return DeepLabV2VGG16(num_classes=num_classes, width=width, rates=rates, input_scales=input_scales)
+    return DeepLabV2VGG16(num_classes=num_classes, width=width, rates=rates, **options)
 
 
 @_register(
@@ -146,18 +179,14 @@ def deeplab_v2_vgg16_largefov(
     paper_variant="DeepLab-ASPP-S",
 )
 def deeplab_v2_vgg16_aspp_s(
-    *, num_classes: int = 21, width: float = 1.0, rates: Sequence[int] = ASPP_S, input_scales: Sequence[float] = (1.0,)
+    *, num_classes: int = 21, width: float = 1.0, rates: Sequence[int] = ASPP_S, **options: Any
 ) -> DeepLabV2VGG16:
-    """DeepLab-ASPP-S on VGG16: four fc6-fc7-fc8 branches with small rates (Section 3.2, Fig. 4).
+    """DeepLab-ASPP-S on VGG16: four fc6-fc7-fc8 branches with small rates (Section 3.2, Fig. 4, Table 3).
 
     Args:
-        num_classes: classes of fc8.
-        width: channel multiplier (1.0: the paper's VGG16 and 1024-channel fc6/fc7).
         rates: atrous rate of each branch's fc6; (2, 4, 8, 12), Table 3's ASPP-S.
-        input_scales: scales of the input whose scores are max-fused (MSC, Section 3.2); (1.0,), single
-            scale, as Table 3.
     """
-    return DeepLabV2VGG16(num_classes=num_classes, width=width, rates=rates, input_scales=input_scales)
+    return DeepLabV2VGG16(num_classes=num_classes, width=width, rates=rates, **options)
 
 
 @_register(
@@ -165,37 +194,18 @@ def deeplab_v2_vgg16_aspp_s(
     citation="Chen et al. 2017, Section 3.2, Fig. 4, Table 3 (DeepLab-ASPP-L)",
     paper_variant="DeepLab-ASPP-L",
 )
-def deeplab_v2_vgg16_aspp_l(
-    *, num_classes: int = 21, width: float = 1.0, rates: Sequence[int] = ASPP_L, input_scales: Sequence[float] = (1.0,)
-) -> DeepLabV2VGG16:
-    """DeepLab-ASPP-L on VGG16: four fc6-fc7-fc8 branches with large rates (Section 3.2, Fig. 4).
-
-    Args:
-        num_classes: classes of fc8.
-        width: channel multiplier (1.0: the paper's VGG16 and 1024-channel fc6/fc7).
-        rates: atrous rate of each branch's fc6; (6, 12, 18, 24), Table 3's ASPP-L.
-        input_scales: scales of the input whose scores are max-fused (MSC, Section 3.2); (1.0,), single
-            scale, as Table 3.
-    """
-    return DeepLabV2VGG16(num_classes=num_classes, width=width, rates=rates, input_scales=input_scales)
+def deeplab_v2_vgg16_aspp_l(*, num_classes: int = 21, width: float = 1.0, **options: Any) -> DeepLabV2VGG16:
+    """DeepLab-ASPP-L on VGG16: four fc6-fc7-fc8 branches with large rates (Section 3.2, Fig. 4, Table 3)."""
+    return DeepLabV2VGG16(num_classes=num_classes, width=width, **options)
 
 
 @_register(
     "deeplab_v2_resnet101_aspp", backbone="ResNet-101",
     citation="Chen et al. 2017, Section 3.2, Fig. 4 (ASPP-L); Section 4.1, Table 4 (ResNet-101)",
 )
-def deeplab_v2_resnet101_aspp(
-    *, num_classes: int = 21, width: float = 1.0, rates: Sequence[int] = ASPP_L, input_scales: Sequence[float] = (1.0,)
-) -> DeepLabV2ResNet101:
-    """DeepLab-ASPP-L on ResNet-101, single scale (Table 4's ASPP without MSC).
-
-    Args:
-        num_classes: classes of the branches' convs.
-        width: channel multiplier (1.0: the paper's ResNet-101).
-        rates: atrous rate of each branch; (6, 12, 18, 24), ASPP-L (Section 3.2, Fig. 4), as Table 4.
-        input_scales: scales of the input whose scores are max-fused (MSC, Section 3.2); (1.0,), single scale.
-    """
-    return DeepLabV2ResNet101(num_classes=num_classes, width=width, rates=rates, input_scales=input_scales)
+def deeplab_v2_resnet101_aspp(*, num_classes: int = 21, width: float = 1.0, **options: Any) -> DeepLabV2ResNet101:
+    """DeepLab-ASPP-L on ResNet-101, single scale (Table 4's ASPP without MSC)."""
+    return DeepLabV2ResNet101(num_classes=num_classes, width=width, **options)
 
 
 @_register(
@@ -205,19 +215,11 @@ def deeplab_v2_resnet101_aspp(
     paper_crf_variant="+MSC+COCO+Aug+ASPP+CRF",
 )
 def deeplab_v2_resnet101_aspp_msc(
-    *,
-    num_classes: int = 21,
-    width: float = 1.0,
-    rates: Sequence[int] = ASPP_L,
-    input_scales: Sequence[float] = MSC_SCALES,
+    *, num_classes: int = 21, width: float = 1.0, input_scales: Sequence[float] = MSC_SCALES, **options: Any
 ) -> DeepLabV2ResNet101:
     """DeepLab-ASPP-L on ResNet-101 with multi-scale inputs (Table 4's "+MSC+COCO+Aug+ASPP").
 
     Args:
-        num_classes: classes of the branches' convs.
-        width: channel multiplier (1.0: the paper's ResNet-101).
-        rates: atrous rate of each branch; (6, 12, 18, 24), ASPP-L (Section 3.2, Fig. 4), as Table 4.
-        input_scales: scales of the input whose scores are max-fused (MSC, Section 3.2); (1.0, 0.75, 0.5),
-            as Table 4's MSC.
+        input_scales: scales of the input whose scores are max-fused; (1.0, 0.75, 0.5), Table 4's MSC.
     """
-    return DeepLabV2ResNet101(num_classes=num_classes, width=width, rates=rates, input_scales=input_scales)
+    return DeepLabV2ResNet101(num_classes=num_classes, width=width, input_scales=input_scales, **options)

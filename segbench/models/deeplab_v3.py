@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 from functools import partial
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -99,7 +99,24 @@ class ASPP(nn.Module):
 
 
 class DeepLabV3(nn.Module):
-    """ResNet + ASPP on its "layer4" tap + 1x1 classifier, upsampled to the input."""
+    """ResNet + ASPP on its "layer4" tap + 1x1 classifier, upsampled to the input.
+
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's ResNet and 256-channel ASPP).
+        depth: of the ResNet, 50 or 101 (the paper's; its builder's).
+        output_stride: 16 (Section 4.1); the ASPP rates follow it, (6, 12, 18) at 16 and doubled
+            at 8 (Section 3.3).
+        multi_grid: unit rates of block4, (1, 2, 4) (Table 5's best with ASPP); None: no
+            multi-grid, the first unit of a dilated stage keeping the previous rate (torchvision).
+        head_conv: torchvision's 3x3 conv (256, BN, ReLU) before the classifier; False (Fig. 5).
+        aux: torchvision's auxiliary FCN head on layer3, training mode only; False (not in the paper).
+        aux_weight: loss weight of the aux head's output, 0.5 (torchvision references/segmentation/
+            train.py, criterion); read only with ``aux``.
+        dropout: after the ASPP projection, 0.1 (tensorflow/models research/deeplab model.py,
+            keep_prob 0.9; torchvision 0.5).
+        align_corners: bilinear resizing geometry, True (research/deeplab; torchvision False).
+    """
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
     pretrained_modules: tuple[str, ...] = ("backbone",)
@@ -110,13 +127,13 @@ class DeepLabV3(nn.Module):
         num_classes: int,
         width: float,
         depth: int,
-        output_stride: int,
-        multi_grid: Sequence[int] | None,
-        head_conv: bool,
-        aux: bool,
-        aux_weight: float,
-        dropout: float,
-        align_corners: bool,
+        output_stride: int = 16,
+        multi_grid: Sequence[int] | None = (1, 2, 4),
+        head_conv: bool = False,
+        aux: bool = False,
+        aux_weight: float = TORCHVISION_AUX_WEIGHT,
+        dropout: float = 0.1,
+        align_corners: bool = True,
     ) -> None:
         super().__init__()
         self.backbone = ResNet(depth=depth, width=width, output_stride=output_stride, multi_grid=multi_grid)
@@ -158,21 +175,26 @@ class DeepLabV3(nn.Module):
 
 
 class CascadedDeepLabV3(nn.Module):
-    """ResNet with block4 copied as block5..block``last_block`` in cascade, then a 1x1 classifier."""
+    """ResNet with block4 copied as block5..block``last_block`` in cascade, then a 1x1 classifier.
+
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's ResNet).
+        depth: of the ResNet, 50 or 101 (the paper's; its builder's).
+        output_stride: 16 (Section 4.2, Table 2; Table 1 "block7"); the copies continue at doubling rates.
+        multi_grid: unit rates of block4-7, (1, 2, 1) (Table 3's best); None: no multi-grid, the
+            first unit of each block keeping the previous rate (torchvision); (1, 1, 1) gives every
+            unit the block's rate.
+        last_block: the last cascaded block, 7 (Table 1: block7 is the deepest and best).
+        align_corners: bilinear resizing geometry, True (tensorflow/models research/deeplab).
+    """
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
     pretrained_modules: tuple[str, ...] = ("backbone",)
 
     def __init__(
-        self,
-        *,
-        num_classes: int,
-        width: float,
-        depth: int,
-        output_stride: int,
-        multi_grid: Sequence[int] | None,
-        last_block: int,
-        align_corners: bool,
+        self, *, num_classes: int, width: float, depth: int, output_stride: int = 16,
+        multi_grid: Sequence[int] | None = (1, 2, 1), last_block: int = 7, align_corners: bool = True,
     ) -> None:
         super().__init__()
         if not 4 <= last_block <= 7:
@@ -283,47 +305,9 @@ _register = partial(register_model, family="DeepLab v3", arxiv=ARXIV)
     logits_stride=16,
     paper_variant="ASPP OS16",
 )
-def deeplabv3_resnet101(
-    *,
-    num_classes: int = 21,
-    width: float = 1.0,
-    output_stride: int = 16,
-    multi_grid: Sequence[int] | None = (1, 2, 4),
-    head_conv: bool = False,
-    aux: bool = False,
-    aux_weight: float = TORCHVISION_AUX_WEIGHT,
-    dropout: float = 0.1,
-    align_corners: bool = True,
-) -> DeepLabV3:
-    """DeepLab v3 with ASPP on ResNet-101 at output stride 16, the paper's training setting (Section 4.1).
-
-    Args:
-        num_classes: classes of the classifier.
-        width: channel multiplier (1.0: the paper's ResNet and 256-channel ASPP).
-        output_stride: 16 (Section 4.1); the ASPP rates follow it, (6, 12, 18) at 16 and doubled
-            at 8 (Section 3.3).
-        multi_grid: unit rates of block4, (1, 2, 4) (Table 5's best with ASPP); None: no
-            multi-grid, the first unit of a dilated stage keeping the previous rate (torchvision).
-        head_conv: torchvision's 3x3 conv (256, BN, ReLU) before the classifier; False (Fig. 5).
-        aux: torchvision's auxiliary FCN head on layer3, training mode only; False (not in the paper).
-        aux_weight: loss weight of the aux head's output, 0.5 (torchvision references/segmentation/
-            train.py, criterion); read only with ``aux``.
-        dropout: after the ASPP projection, 0.1 (tensorflow/models research/deeplab model.py,
-            keep_prob 0.9; torchvision 0.5).
-        align_corners: bilinear resizing geometry, True (research/deeplab; torchvision False).
-    """
-    return DeepLabV3(
-        num_classes=num_classes,
-        width=width,
-        depth=101,
-        output_stride=output_stride,
-        multi_grid=multi_grid,
-        head_conv=head_conv,
-        aux=aux,
-        aux_weight=aux_weight,
-        dropout=dropout,
-        align_corners=align_corners,
-    )
+def deeplabv3_resnet101(*, num_classes: int = 21, width: float = 1.0, **options: Any) -> DeepLabV3:
+    """DeepLab v3 with ASPP on ResNet-101 at output stride 16, the paper's training setting (Section 4.1)."""
+    return DeepLabV3(num_classes=num_classes, width=width, depth=101, **options)
 
 
 @_register(
@@ -333,45 +317,14 @@ def deeplabv3_resnet101(
     paper_variant="ASPP OS8",
 )
 def deeplabv3_resnet101_os8(
-    *,
-    num_classes: int = 21,
-    width: float = 1.0,
-    output_stride: int = 8,
-    multi_grid: Sequence[int] | None = (1, 2, 4),
-    head_conv: bool = False,
-    aux: bool = False,
-    aux_weight: float = TORCHVISION_AUX_WEIGHT,
-    dropout: float = 0.1,
-    align_corners: bool = True,
+    *, num_classes: int = 21, width: float = 1.0, output_stride: int = 8, **options: Any
 ) -> DeepLabV3:
     """deeplabv3_resnet101 at output stride 8, the paper's test setting (Section 4.3, Table 6).
 
     Args:
-        num_classes: classes of the classifier.
-        width: channel multiplier (1.0: the paper's ResNet and 256-channel ASPP).
         output_stride: 8 (Table 6: trained at 16, evaluated at 8); ASPP rates (12, 24, 36).
-        multi_grid: unit rates of block4, (1, 2, 4) (Table 5's best with ASPP); None: no
-            multi-grid, the first unit of a dilated stage keeping the previous rate (torchvision).
-        head_conv: torchvision's 3x3 conv (256, BN, ReLU) before the classifier; False (Fig. 5).
-        aux: torchvision's auxiliary FCN head on layer3, training mode only; False (not in the paper).
-        aux_weight: loss weight of the aux head's output, 0.5 (torchvision references/segmentation/
-            train.py, criterion); read only with ``aux``.
-        dropout: after the ASPP projection, 0.1 (tensorflow/models research/deeplab model.py,
-            keep_prob 0.9; torchvision 0.5).
-        align_corners: bilinear resizing geometry, True (research/deeplab; torchvision False).
     """
-    return DeepLabV3(
-        num_classes=num_classes,
-        width=width,
-        depth=101,
-        output_stride=output_stride,
-        multi_grid=multi_grid,
-        head_conv=head_conv,
-        aux=aux,
-        aux_weight=aux_weight,
-        dropout=dropout,
-        align_corners=align_corners,
-    )
+    return DeepLabV3(num_classes=num_classes, width=width, depth=101, output_stride=output_stride, **options)
 
 
 @_register(
@@ -379,47 +332,9 @@ def deeplabv3_resnet101_os8(
     citation="Chen et al. 2017, Sections 3.1-3.3, Fig. 5; the ResNet-101 recipe on ResNet-50",
     logits_stride=16,
 )
-def deeplabv3_resnet50(
-    *,
-    num_classes: int = 21,
-    width: float = 1.0,
-    output_stride: int = 16,
-    multi_grid: Sequence[int] | None = (1, 2, 4),
-    head_conv: bool = False,
-    aux: bool = False,
-    aux_weight: float = TORCHVISION_AUX_WEIGHT,
-    dropout: float = 0.1,
-    align_corners: bool = True,
-) -> DeepLabV3:
-    """deeplabv3_resnet101's model on ResNet-50 (the paper reports ASPP on ResNet-101 only).
-
-    Args:
-        num_classes: classes of the classifier.
-        width: channel multiplier (1.0: the paper's ResNet and 256-channel ASPP).
-        output_stride: 16 (Section 4.1); the ASPP rates follow it, (6, 12, 18) at 16 and doubled
-            at 8 (Section 3.3).
-        multi_grid: unit rates of block4, (1, 2, 4) (Table 5's best with ASPP); None: no
-            multi-grid, the first unit of a dilated stage keeping the previous rate (torchvision).
-        head_conv: torchvision's 3x3 conv (256, BN, ReLU) before the classifier; False (Fig. 5).
-        aux: torchvision's auxiliary FCN head on layer3, training mode only; False (not in the paper).
-        aux_weight: loss weight of the aux head's output, 0.5 (torchvision references/segmentation/
-            train.py, criterion); read only with ``aux``.
-        dropout: after the ASPP projection, 0.1 (tensorflow/models research/deeplab model.py,
-            keep_prob 0.9; torchvision 0.5).
-        align_corners: bilinear resizing geometry, True (research/deeplab; torchvision False).
-    """
-    return DeepLabV3(
-        num_classes=num_classes,
-        width=width,
-        depth=50,
-        output_stride=output_stride,
-        multi_grid=multi_grid,
-        head_conv=head_conv,
-        aux=aux,
-        aux_weight=aux_weight,
-        dropout=dropout,
-        align_corners=align_corners,
-    )
+def deeplabv3_resnet50(*, num_classes: int = 21, width: float = 1.0, **options: Any) -> DeepLabV3:
+    """deeplabv3_resnet101's model on ResNet-50 (the paper reports ASPP on ResNet-101 only)."""
+    return DeepLabV3(num_classes=num_classes, width=width, depth=50, **options)
 
 
 @_register(
@@ -428,34 +343,9 @@ def deeplabv3_resnet50(
     logits_stride=16,
     paper_variant="cascaded MG(1,2,1) OS16",
 )
-def deeplabv3_cascaded(
-    *,
-    num_classes: int = 21,
-    width: float = 1.0,
-    output_stride: int = 16,
-    multi_grid: Sequence[int] | None = (1, 2, 1),
-    last_block: int = 7,
-    align_corners: bool = True,
-) -> CascadedDeepLabV3:
-    """Cascaded DeepLab v3 on ResNet-101: block4 copied as block5-7, no ASPP (Section 3.2, Fig. 3).
-
-    Args:
-        num_classes: classes of the classifier.
-        width: channel multiplier (1.0: the paper's ResNet).
-        output_stride: 16 (Section 4.2, Table 2); the copies continue at doubling rates.
-        multi_grid: unit rates of block4-7, (1, 2, 1) (Table 3's best); None: no multi-grid.
-        last_block: the last cascaded block, 7 (Table 1: block7 is the deepest and best).
-        align_corners: bilinear resizing geometry, True (tensorflow/models research/deeplab).
-    """
-    return CascadedDeepLabV3(
-        num_classes=num_classes,
-        width=width,
-        depth=101,
-        output_stride=output_stride,
-        multi_grid=multi_grid,
-        last_block=last_block,
-        align_corners=align_corners,
-    )
+def deeplabv3_cascaded(*, num_classes: int = 21, width: float = 1.0, **options: Any) -> CascadedDeepLabV3:
+    """Cascaded DeepLab v3 on ResNet-101: block4 copied as block5-7, no ASPP (Section 3.2, Fig. 3)."""
+    return CascadedDeepLabV3(num_classes=num_classes, width=width, depth=101, **options)
 
 
 @_register(
@@ -465,31 +355,11 @@ def deeplabv3_cascaded(
     paper_variant="block7 OS16",
 )
 def deeplabv3_cascaded_resnet50(
-    *,
-    num_classes: int = 21,
-    width: float = 1.0,
-    output_stride: int = 16,
-    multi_grid: Sequence[int] | None = None,
-    last_block: int = 7,
-    align_corners: bool = True,
+    *, num_classes: int = 21, width: float = 1.0, multi_grid: Sequence[int] | None = None, **options: Any
 ) -> CascadedDeepLabV3:
     """Cascaded DeepLab v3 on ResNet-50 without multi-grid, the paper's Table 1 model.
 
     Args:
-        num_classes: classes of the classifier.
-        width: channel multiplier (1.0: the paper's ResNet).
-        output_stride: 16 (Table 1 "block7" at output stride 16).
-        multi_grid: None (Table 1 has no multi-grid): the first unit of each block keeps the
-            previous rate, as torchvision; (1, 1, 1) gives every unit the block's rate.
-        last_block: the last cascaded block, 7 (Table 1).
-        align_corners: bilinear resizing geometry, True (tensorflow/models research/deeplab).
+        multi_grid: None (Table 1 has no multi-grid).
     """
-    return CascadedDeepLabV3(
-        num_classes=num_classes,
-        width=width,
-        depth=50,
-        output_stride=output_stride,
-        multi_grid=multi_grid,
-        last_block=last_block,
-        align_corners=align_corners,
-    )
+    return CascadedDeepLabV3(num_classes=num_classes, width=width, depth=50, multi_grid=multi_grid, **options)

@@ -26,7 +26,7 @@ the reference model zoo (model_zoo.md).
 from __future__ import annotations
 
 from functools import partial
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -73,8 +73,15 @@ class Decoder(nn.Module):
 class DeepLabV3Plus(nn.Module):
     """Backbone -> ASPP -> decoder -> 1x1 classifier at stride 4 -> upsampled to the input.
 
-    The ASPP reads the backbone's tap ``encoder_tap``, the decoder its tap ``decoder_tap``;
-    ``separable`` makes their 3x3 convs depthwise separable (Section 3.2).
+    Args:
+        backbone: the encoder's backbone, built at its output stride by the builder.
+        encoder_tap: the backbone's tap the ASPP reads.
+        decoder_tap: the backbone's stride-4 tap the decoder reads (Section 3.1).
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's 256-channel ASPP and decoder).
+        separable: depthwise separable 3x3 convs in the ASPP and decoder (Section 3.2, Xception).
+        dropout: after the ASPP projection, 0.1 (tensorflow/models research/deeplab model.py).
+        align_corners: bilinear resizing geometry, True (research/deeplab model.py).
     """
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
@@ -89,8 +96,8 @@ class DeepLabV3Plus(nn.Module):
         num_classes: int,
         width: float,
         separable: bool,
-        dropout: float,
-        align_corners: bool,
+        dropout: float = 0.1,
+        align_corners: bool = True,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -133,35 +140,20 @@ _register = partial(register_model, family="DeepLab v3+", arxiv=ARXIV, logits_st
     paper_variant="decoder eval OS16",
 )
 def deeplabv3plus_resnet101(
-    *,
-    num_classes: int = 21,
-    width: float = 1.0,
-    output_stride: int = 16,
-    multi_grid: Sequence[int] | None = (1, 2, 4),
-    dropout: float = 0.1,
-    align_corners: bool = True,
+    *, num_classes: int = 21, width: float = 1.0, output_stride: int = 16,
+    multi_grid: Sequence[int] | None = (1, 2, 4), **options: Any
 ) -> DeepLabV3Plus:
     """DeepLab v3+ on ResNet-101, decoder on its layer1 (Conv2) features, at output stride 16 (Table 3).
 
     Args:
-        num_classes: classes of the classifier.
-        width: channel multiplier (1.0: the paper's ResNet, 256-channel ASPP and decoder).
         output_stride: of the encoder, 16 (Table 3 "train OS 16", evaluated at 16); the ASPP
             rates follow it (DeepLab v3 Section 3.3).
         multi_grid: unit rates of block4, (1, 2, 4): DeepLab v3's model, on which Table 3 builds
             (v3+ does not restate it for ResNet-101).
-        dropout: after the ASPP projection, 0.1 (tensorflow/models research/deeplab model.py).
-        align_corners: bilinear resizing geometry, True (research/deeplab model.py).
     """
     return DeepLabV3Plus(
         ResNet(depth=101, width=width, output_stride=output_stride, multi_grid=multi_grid),
-        encoder_tap="layer4",
-        decoder_tap="layer1",
-        num_classes=num_classes,
-        width=width,
-        separable=False,
-        dropout=dropout,
-        align_corners=align_corners,
+        encoder_tap="layer4", decoder_tap="layer1", num_classes=num_classes, width=width, separable=False, **options
     )
 
 
@@ -171,35 +163,19 @@ def deeplabv3plus_resnet101(
     paper_variant="decoder eval OS8",
 )
 def deeplabv3plus_resnet101_os8(
-    *,
-    num_classes: int = 21,
-    width: float = 1.0,
-    output_stride: int = 8,
-    multi_grid: Sequence[int] | None = (1, 2, 4),
-    dropout: float = 0.1,
-    align_corners: bool = True,
+    *, num_classes: int = 21, width: float = 1.0, output_stride: int = 8,
+    multi_grid: Sequence[int] | None = (1, 2, 4), **options: Any
 ) -> DeepLabV3Plus:
     """deeplabv3plus_resnet101 at encoder output stride 8 (Table 3 "eval OS 8").
 
     Args:
-        num_classes: classes of the classifier.
-        width: channel multiplier (1.0: the paper's ResNet, 256-channel ASPP and decoder).
         output_stride: of the encoder, 8 (Table 3: trained at 16, evaluated at 8); ASPP rates
             (12, 24, 36).
-        multi_grid: unit rates of block4, (1, 2, 4): DeepLab v3's model, on which Table 3 builds
-            (v3+ does not restate it for ResNet-101).
-        dropout: after the ASPP projection, 0.1 (tensorflow/models research/deeplab model.py).
-        align_corners: bilinear resizing geometry, True (research/deeplab model.py).
+        multi_grid: (1, 2, 4), as deeplabv3plus_resnet101.
     """
     return DeepLabV3Plus(
         ResNet(depth=101, width=width, output_stride=output_stride, multi_grid=multi_grid),
-        encoder_tap="layer4",
-        decoder_tap="layer1",
-        num_classes=num_classes,
-        width=width,
-        separable=False,
-        dropout=dropout,
-        align_corners=align_corners,
+        encoder_tap="layer4", decoder_tap="layer1", num_classes=num_classes, width=width, separable=False, **options
     )
 
 
@@ -209,31 +185,16 @@ def deeplabv3plus_resnet101_os8(
     paper_variant="decoder",
 )
 def deeplabv3plus_xception65(
-    *,
-    num_classes: int = 21,
-    width: float = 1.0,
-    output_stride: int = 16,
-    dropout: float = 0.1,
-    align_corners: bool = True,
+    *, num_classes: int = 21, width: float = 1.0, output_stride: int = 16, **options: Any
 ) -> DeepLabV3Plus:
     """DeepLab v3+ on the modified aligned Xception-65, with depthwise separable ASPP and decoder
     (Section 3.2, Fig. 4; Table 5).
 
     Args:
-        num_classes: classes of the classifier.
-        width: channel multiplier (1.0: the paper's Xception-65, 256-channel ASPP and decoder).
         output_stride: of the encoder, 16 (Table 5 "train OS 16"; no multi-grid, Section 4.3);
             the ASPP rates follow it (DeepLab v3 Section 3.3).
-        dropout: after the ASPP projection, 0.1 (tensorflow/models research/deeplab model.py).
-        align_corners: bilinear resizing geometry, True (research/deeplab model.py).
     """
     return DeepLabV3Plus(
         Xception65(width=width, output_stride=output_stride),
-        encoder_tap="out",
-        decoder_tap="low_level",
-        num_classes=num_classes,
-        width=width,
-        separable=True,
-        dropout=dropout,
-        align_corners=align_corners,
+        encoder_tap="out", decoder_tap="low_level", num_classes=num_classes, width=width, separable=True, **options
     )

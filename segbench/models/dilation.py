@@ -136,7 +136,16 @@ class ContextModule(nn.Module):
 
 
 class DilationNet(nn.Module):
-    """Front end, optionally followed by a context module, with logits at input size."""
+    """Front end, optionally followed by a context module, with logits at input size.
+
+    Args:
+        num_classes: classes C of the front end's classifier, which the context module reads and
+            writes; the basic module has C channels throughout.
+        width: channel multiplier of the front end (1.0: the paper's VGG16 and 4096-channel fc6/fc7)
+            and of the large module's multipliers 2 ... 32 (the basic module keeps C channels).
+        context: the context module after the front end (Section 3, Table 1): None (the front end
+            alone), "basic" (C channels, Eq. 4) or "large" (2C ... 32C channels, Eq. 5).
+    """
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
     pretrained_modules: tuple[str, ...] = ("front_end.backbone", "front_end.fc6", "front_end.fc7")
@@ -177,12 +186,7 @@ _register = partial(register_model, family="Dilation", arxiv="1511.07122", logit
     paper_variant="front end",
 )
 def dilation_frontend(*, num_classes: int = 21, width: float = 1.0) -> DilationNet:
-    """The front end alone: dilated VGG16 without pool4/pool5, class scores at stride 8 (Section 4).
-
-    Args:
-        num_classes: classes of the front end's classifier.
-        width: channel multiplier (1.0: the paper's VGG16 and 4096-channel fc6/fc7).
-    """
+    """The front end alone: dilated VGG16 without pool4/pool5, class scores at stride 8 (Section 4)."""
     return DilationNet(num_classes=num_classes, width=width, context=None)
 
 
@@ -192,12 +196,7 @@ def dilation_frontend(*, num_classes: int = 21, width: float = 1.0) -> DilationN
     paper_variant="front end + basic context",
 )
 def dilation_context_basic(*, num_classes: int = 21, width: float = 1.0) -> DilationNet:
-    """The front end followed by the basic context module: C channels throughout (Table 1, Eq. 4).
-
-    Args:
-        num_classes: classes C, also the channels of the basic context module.
-        width: channel multiplier of the front end (the basic module keeps C channels).
-    """
+    """The front end followed by the basic context module: C channels throughout (Table 1, Eq. 4)."""
     return DilationNet(num_classes=num_classes, width=width, context="basic")
 
 
@@ -208,10 +207,5 @@ def dilation_context_basic(*, num_classes: int = 21, width: float = 1.0) -> Dila
     paper_crf_variant="front end + large context + CRF",
 )
 def dilation_context_large(*, num_classes: int = 21, width: float = 1.0) -> DilationNet:
-    """The front end followed by the large context module: 2C ... 32C channels (Table 1, Eq. 5).
-
-    Args:
-        num_classes: classes C of the scores the context module reads and writes.
-        width: channel multiplier of the front end and of the large module's multipliers 2 ... 32.
-    """
+    """The front end followed by the large context module: 2C ... 32C channels (Table 1, Eq. 5)."""
     return DilationNet(num_classes=num_classes, width=width, context="large")

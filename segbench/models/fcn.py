@@ -40,7 +40,14 @@ _POOL3_OFFSET = 9
 
 
 class FCN(nn.Module):
-    """FCN with skips from pool4 (16s) and pool3 (8s)."""
+    """FCN with skips from pool4 (16s) and pool3 (8s).
+
+    Args:
+        num_classes: classes of the score layers.
+        width: channel multiplier (1.0: the paper's VGG16).
+        stride: stride of the scores upsampled to the input in the last step: 32 (FCN-32s), 16
+            (FCN-16s, with pool4's scores) or 8 (FCN-8s, with pool4's and pool3's).
+    """
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
     pretrained_modules: tuple[str, ...] = ("backbone", "fc6", "fc7")
@@ -104,32 +111,17 @@ _register = partial(
 
 @_register("fcn32s", backbone="VGG16", logits_stride=32, paper_variant="FCN-32s")
 def fcn32s(*, num_classes: int = 21, width: float = 1.0) -> FCN:
-    """FCN-32s: the stride-32 scores upsampled to the input in one step (Section 4.1).
-
-    Args:
-        num_classes: classes of the score layers.
-        width: channel multiplier (1.0: the paper's VGG16).
-    """
+    """FCN-32s: the stride-32 scores upsampled to the input in one step (Section 4.1)."""
     return FCN(num_classes=num_classes, width=width, stride=32)
 
 
 @_register("fcn16s", backbone="VGG16", logits_stride=16, paper_variant="FCN-16s")
 def fcn16s(*, num_classes: int = 21, width: float = 1.0) -> FCN:
-    """FCN-16s: FCN-32s's scores 2x upsampled and fused with pool4's (Section 4.2).
-
-    Args:
-        num_classes: classes of the score layers.
-        width: channel multiplier (1.0: the paper's VGG16).
-    """
+    """FCN-16s: FCN-32s's scores 2x upsampled and fused with pool4's (Section 4.2)."""
     return FCN(num_classes=num_classes, width=width, stride=16)
 
 
 @_register("fcn8s", backbone="VGG16", logits_stride=8, paper_variant="FCN-8s")
 def fcn8s(*, num_classes: int = 21, width: float = 1.0) -> FCN:
-    """FCN-8s: FCN-16s's fused scores 2x upsampled and fused with pool3's (Section 4.2).
-
-    Args:
-        num_classes: classes of the score layers.
-        width: channel multiplier (1.0: the paper's VGG16).
-    """
+    """FCN-8s: FCN-16s's fused scores 2x upsampled and fused with pool3's (Section 4.2)."""
     return FCN(num_classes=num_classes, width=width, stride=8)

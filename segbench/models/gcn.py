@@ -35,6 +35,7 @@ count.
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -93,12 +94,19 @@ class BoundaryRefinement(nn.Module):
 
 
 class GCN(nn.Module):
-    """GCN + BR on res-2..res-5 with deconvolution decoding (Fig. 2A)."""
+    """GCN + BR on res-2..res-5 with deconvolution decoding (Fig. 2A).
+
+    Args:
+        num_classes: classes of the score maps.
+        width: channel multiplier of the backbone (1.0: the paper's ResNet).
+        depth: of the ResNet, 50, 101 or 152 (its builder's).
+        kernel_size: k of the k x 1 / 1 x k convs, 15 (Section 4.1, Table 1).
+    """
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
     pretrained_modules: tuple[str, ...] = ("backbone",)
 
-    def __init__(self, *, num_classes: int, width: float, depth: int, kernel_size: int) -> None:
+    def __init__(self, *, num_classes: int, width: float, depth: int, kernel_size: int = 15) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise InputError(f"kernel_size must be odd and positive so that maps stay aligned, got {kernel_size}")
@@ -143,36 +151,18 @@ _register = partial(
 
 
 @_register("gcn_resnet152", backbone="ResNet-152", paper_variant="Large Kernel Matters")
-def gcn_resnet152(*, num_classes: int = 21, width: float = 1.0, kernel_size: int = 15) -> GCN:
-    """GCN + BR on ResNet-152, the paper's VOC 2012 model (Section 4; 82.2 on test, abstract).
-
-    Args:
-        num_classes: classes of the score maps.
-        width: channel multiplier of the backbone (1.0: the paper's ResNet).
-        kernel_size: k of the k x 1 / 1 x k convs, 15 (Section 4.1, Table 1).
-    """
-    return GCN(num_classes=num_classes, width=width, depth=152, kernel_size=kernel_size)
+def gcn_resnet152(*, num_classes: int = 21, width: float = 1.0, **options: Any) -> GCN:
+    """GCN + BR on ResNet-152, the paper's VOC 2012 model (Section 4; 82.2 on test, abstract)."""
+    return GCN(num_classes=num_classes, width=width, depth=152, **options)
 
 
 @_register("gcn_resnet101", backbone="ResNet-101")
-def gcn_resnet101(*, num_classes: int = 21, width: float = 1.0, kernel_size: int = 15) -> GCN:
-    """GCN + BR on ResNet-101 (no paper figure).
-
-    Args:
-        num_classes: classes of the score maps.
-        width: channel multiplier of the backbone (1.0: the paper's ResNet).
-        kernel_size: k of the k x 1 / 1 x k convs, 15 (Section 4.1, Table 1).
-    """
-    return GCN(num_classes=num_classes, width=width, depth=101, kernel_size=kernel_size)
+def gcn_resnet101(*, num_classes: int = 21, width: float = 1.0, **options: Any) -> GCN:
+    """GCN + BR on ResNet-101 (no paper figure)."""
+    return GCN(num_classes=num_classes, width=width, depth=101, **options)
 
 
 @_register("gcn_resnet50", backbone="ResNet-50")
-def gcn_resnet50(*, num_classes: int = 21, width: float = 1.0, kernel_size: int = 15) -> GCN:
-    """GCN + BR on ResNet-50, the backbone of the paper's ablations (Section 4.2).
-
-    Args:
-        num_classes: classes of the score maps.
-        width: channel multiplier of the backbone (1.0: the paper's ResNet).
-        kernel_size: k of the k x 1 / 1 x k convs, 15 (Section 4.1, Table 1).
-    """
-    return GCN(num_classes=num_classes, width=width, depth=50, kernel_size=kernel_size)
+def gcn_resnet50(*, num_classes: int = 21, width: float = 1.0, **options: Any) -> GCN:
+    """GCN + BR on ResNet-50, the backbone of the paper's ablations (Section 4.2)."""
+    return GCN(num_classes=num_classes, width=width, depth=50, **options)

@@ -36,7 +36,7 @@ no parameter count.
 from __future__ import annotations
 
 from functools import partial
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -81,13 +81,25 @@ def _classifier(in_channels: int, mid_channels: int, num_classes: int) -> nn.Seq
 
 
 class PSPNet(nn.Module):
-    """Dilated ResNet + pyramid pooling on "layer4"; aux head on "layer3"; ``{"out", "aux"}`` in training mode."""
+    """Dilated ResNet + pyramid pooling on "layer4"; aux head on "layer3"; ``{"out", "aux"}`` in training mode.
+
+    Args:
+        num_classes: classes of the main and auxiliary classifiers.
+        width: channel multiplier (1.0: the paper's ResNet and head).
+        depth: of the ResNet, 50 or 101 (its builder's).
+        bins: pyramid pooling bin counts, (1, 2, 3, 6) (Section 3.2, Fig. 3).
+        aux_weight: loss weight of the auxiliary classifier on res4b22 (ResNet-101; res4b6 in
+            ResNet-50), 0.4 (Section 4.2, Table 2; hszhao/semseg aux_weight 0.4).
+        deep_stem: the released nets' three 3x3 stem convs; False: torchvision's 7x7 stem, whose
+            ImageNet weights load (a deviation, see the module docstring).
+    """
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
     pretrained_modules: tuple[str, ...] = ("backbone",)
 
     def __init__(
-        self, *, num_classes: int, width: float, depth: int, bins: Sequence[int], aux_weight: float, deep_stem: bool
+        self, *, num_classes: int, width: float, depth: int,
+        bins: Sequence[int] = (1, 2, 3, 6), aux_weight: float = 0.4, deep_stem: bool = False,
     ) -> None:
         super().__init__()
         if not bins or min(bins) < 1:
@@ -121,46 +133,12 @@ _register = partial(
 
 
 @_register("pspnet_resnet101", backbone="ResNet-101", paper_variant="PSPNet")
-def pspnet_resnet101(
-    *,
-    num_classes: int = 21,
-    width: float = 1.0,
-    bins: Sequence[int] = (1, 2, 3, 6),
-    aux_weight: float = 0.4,
-    deep_stem: bool = False,
-) -> PSPNet:
-    """PSPNet on ResNet-101, the paper's VOC model (Section 5.3, Table 6).
-
-    Args:
-        num_classes: classes of the main and auxiliary classifiers.
-        width: channel multiplier (1.0: the paper's ResNet and head).
-        bins: pyramid pooling bin counts, (1, 2, 3, 6) (Section 3.2, Fig. 3).
-        aux_weight: loss weight of the auxiliary classifier on res4b22, 0.4 (Section 4.2,
-            Table 2; hszhao/semseg aux_weight 0.4).
-        deep_stem: the released nets' three 3x3 stem convs; False: torchvision's 7x7 stem, whose
-            ImageNet weights load (a deviation, see the module docstring).
-    """
-    return PSPNet(num_classes=num_classes, width=width, depth=101, bins=bins, aux_weight=aux_weight, deep_stem=deep_stem)
+def pspnet_resnet101(*, num_classes: int = 21, width: float = 1.0, **options: Any) -> PSPNet:
+    """PSPNet on ResNet-101, the paper's VOC model (Section 5.3, Table 6)."""
+    return PSPNet(num_classes=num_classes, width=width, depth=101, **options)
 
 
 @_register("pspnet_resnet50", backbone="ResNet-50")
-def pspnet_resnet50(
-    *,
-    num_classes: int = 21,
-    width: float = 1.0,
-    bins: Sequence[int] = (1, 2, 3, 6),
-    aux_weight: float = 0.4,
-    deep_stem: bool = False,
-) -> PSPNet:
-    """PSPNet on ResNet-50, the paper's ADE20K ablation model (Section 5.2); no VOC figure.
-
-    Args:
-        num_classes: classes of the main and auxiliary classifiers.
-        width: channel multiplier (1.0: the paper's ResNet and head).
-        bins: pyramid pooling bin counts, (1, 2, 3, 6) (Section 3.2, Fig. 3).
-        aux_weight: loss weight of the auxiliary classifier on res4b6 (res4b22 in ResNet-101),
-            0.4 (Section 4.2, Table 2; hszhao/semseg aux_weight 0.4).
-        deep_stem: the released nets' three 3x3 stem convs; False: torchvision's 7x7 stem, whose
-            ImageNet weights load (a deviation, see the module docstring).
-    """
-    return PSPNet(num_classes=num_classes, width=width, depth=50, bins=bins, aux_weight=aux_weight, deep_stem=deep_stem)
+def pspnet_resnet50(*, num_classes: int = 21, width: float = 1.0, **options: Any) -> PSPNet:
+    """PSPNet on ResNet-50, the paper's ADE20K ablation model (Section 5.2); no VOC figure."""
+    return PSPNet(num_classes=num_classes, width=width, depth=50, **options)

@@ -42,6 +42,7 @@ parameter count.
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -123,12 +124,19 @@ class RefineNetBlock(nn.Module):
 
 
 class RefineNet(nn.Module):
-    """4-cascaded 1-scale RefineNet (Fig. 2c); logits at 1/4, upsampled to the input."""
+    """4-cascaded 1-scale RefineNet (Fig. 2c); logits at 1/4, upsampled to the input.
+
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's ResNet and 512/256-channel paths).
+        depth: of the ResNet, 50, 101 or 152 (its builder's).
+        crp_blocks: pool-conv blocks of chained residual pooling, 2 (Section 3.2, Fig. 3).
+    """
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
     pretrained_modules: tuple[str, ...] = ("backbone",)
 
-    def __init__(self, *, num_classes: int, width: float, depth: int, crp_blocks: int) -> None:
+    def __init__(self, *, num_classes: int, width: float, depth: int, crp_blocks: int = 2) -> None:
         super().__init__()
         if crp_blocks < 1:
             raise InputError(f"crp_blocks must be >= 1, got {crp_blocks}")
@@ -176,36 +184,18 @@ _register = partial(
 
 
 @_register("refinenet_resnet152", backbone="ResNet-152", paper_variant="RefineNet")
-def refinenet_resnet152(*, num_classes: int = 21, width: float = 1.0, crp_blocks: int = 2) -> RefineNet:
-    """4-cascaded RefineNet on ResNet-152, the paper's VOC 2012 model (83.4 on test: abstract, Table 5).
-
-    Args:
-        num_classes: classes of the classifier.
-        width: channel multiplier (1.0: the paper's ResNet and 512/256-channel paths).
-        crp_blocks: pool-conv blocks of chained residual pooling, 2 (Section 3.2, Fig. 3).
-    """
-    return RefineNet(num_classes=num_classes, width=width, depth=152, crp_blocks=crp_blocks)
+def refinenet_resnet152(*, num_classes: int = 21, width: float = 1.0, **options: Any) -> RefineNet:
+    """4-cascaded RefineNet on ResNet-152, the paper's VOC 2012 model (83.4 on test: abstract, Table 5)."""
+    return RefineNet(num_classes=num_classes, width=width, depth=152, **options)
 
 
 @_register("refinenet_resnet101", backbone="ResNet-101")
-def refinenet_resnet101(*, num_classes: int = 21, width: float = 1.0, crp_blocks: int = 2) -> RefineNet:
-    """4-cascaded RefineNet on ResNet-101, the authors' first released VOC model (guosheng/refinenet).
-
-    Args:
-        num_classes: classes of the classifier.
-        width: channel multiplier (1.0: the paper's ResNet and 512/256-channel paths).
-        crp_blocks: pool-conv blocks of chained residual pooling, 2 (Section 3.2, Fig. 3).
-    """
-    return RefineNet(num_classes=num_classes, width=width, depth=101, crp_blocks=crp_blocks)
+def refinenet_resnet101(*, num_classes: int = 21, width: float = 1.0, **options: Any) -> RefineNet:
+    """4-cascaded RefineNet on ResNet-101, the authors' first released VOC model (guosheng/refinenet)."""
+    return RefineNet(num_classes=num_classes, width=width, depth=101, **options)
 
 
 @_register("refinenet_resnet50", backbone="ResNet-50")
-def refinenet_resnet50(*, num_classes: int = 21, width: float = 1.0, crp_blocks: int = 2) -> RefineNet:
-    """4-cascaded RefineNet on ResNet-50, the released training demo's backbone; no paper VOC figure.
-
-    Args:
-        num_classes: classes of the classifier.
-        width: channel multiplier (1.0: the paper's ResNet and 512/256-channel paths).
-        crp_blocks: pool-conv blocks of chained residual pooling, 2 (Section 3.2, Fig. 3).
-    """
-    return RefineNet(num_classes=num_classes, width=width, depth=50, crp_blocks=crp_blocks)
+def refinenet_resnet50(*, num_classes: int = 21, width: float = 1.0, **options: Any) -> RefineNet:
+    """4-cascaded RefineNet on ResNet-50, the released training demo's backbone; no paper VOC figure."""
+    return RefineNet(num_classes=num_classes, width=width, depth=50, **options)

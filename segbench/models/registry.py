@@ -3,9 +3,11 @@
 Every variant is a builder ``def`` whose name is the registered name, written out in the
 decorator (``@register_model("fcn8s", ...)`` over ``def fcn8s``), so that grep finds it, with the
 paper facts the benchmark needs (citation, output stride, the paper's variant name in
-``config/paper_results.csv``). A builder's keyword arguments past ``num_classes`` and ``width`` are
-the paper options, their defaults the variant's, listed under ``Args:`` in its docstring. The
-contract, shared by every model:
+``config/paper_results.csv``). The paper options and their defaults (the papers') are the model
+class's keyword arguments, documented under ``Args:`` in its docstring with their sources; a
+builder fixes what makes its variant (the backbone's depth, FCN's stride), names the options whose
+default differs for it (documented under its own ``Args:``) and passes the rest on as
+``**options``. The contract, shared by every model:
 
 * ``build_model(name, *, num_classes=21, width=1.0, pretrained_backbone=False, **options)``;
 * ``forward(x[N,3,H,W]) -> logits[N,C,H,W]`` at input resolution for any H, W;
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -101,10 +104,25 @@ def model_info(name: str) -> ModelInfo:
         raise InputError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
 
 
+def model_class(name: str) -> type[nn.Module]:
+    """The class a builder returns (its return annotation)."""
+    return typing.get_type_hints(model_info(name).builder)["return"]
+
+
 def model_options(name: str) -> dict[str, Any]:
-    """Paper options a model accepts, with their defaults."""
+    """Paper options a model accepts, with their defaults: the builder's keyword arguments past
+    ``num_classes`` and ``width`` (the variant's own defaults) and, when it passes ``**options``
+    on, those of its model class that have a default (the paper's, documented there)."""
     params = inspect.signature(model_info(name).builder).parameters
-    return {key: p.default for key, p in params.items() if key not in ("num_classes", "width")}
+    options: dict[str, Any] = {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        for key, p in inspect.signature(model_class(name)).parameters.items():
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty:
+                options[key] = p.default
+    for key, p in params.items():
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and key not in ("num_classes", "width"):
+            options[key] = p.default
+    return options
 
 
 def build_model(

@@ -40,7 +40,12 @@ def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
 
 
 class SegNet(nn.Module):
-    """Encoder stages (VGG16-BN), decoder stages deepest first, classifier."""
+    """Encoder stages (VGG16-BN), decoder stages deepest first, classifier.
+
+    Args:
+        num_classes: classes of the classifier.
+        width: channel multiplier (1.0: the paper's VGG16-BN encoder, 14.7M parameters, Section 3).
+    """
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
     pretrained_modules: tuple[str, ...] = ("encoder",)
@@ -89,10 +94,5 @@ class SegNet(nn.Module):
     paper_variant="SegNet",
 )
 def segnet(*, num_classes: int = 21, width: float = 1.0) -> SegNet:
-    """SegNet: VGG16-BN encoder, decoder unpooling at the encoder's max-pooling indices (Section 3).
-
-    Args:
-        num_classes: classes of the classifier.
-        width: channel multiplier (1.0: the paper's VGG16-BN encoder, 14.7M parameters, Section 3).
-    """
+    """SegNet: VGG16-BN encoder, decoder unpooling at the encoder's max-pooling indices (Section 3)."""
     return SegNet(num_classes=num_classes, width=width)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -71,13 +72,32 @@ def _init_he(module: nn.Module) -> None:
 
 
 class UNet(nn.Module):
-    """The network of Fig. 1 (``forward_tile``) run tile by tile over any image (``forward``)."""
+    """The network of Fig. 1 (``forward_tile``) run tile by tile over any image (``forward``).
+
+    Args:
+        num_classes: classes of the 1x1 score layer (2 in the paper's cell segmentation).
+        width: channel multiplier (1.0: the paper's 64 ... 1024 channels).
+        in_channels: input channels; 3, for RGB (the paper's microscopy images have 1).
+        padding: "valid", the paper's unpadded 3x3 convs (Section 2); "same" pads them (``unet_same``).
+        tile: output tile size of the overlap-tile strategy (Fig. 2); 388, Fig. 1's 572 -> 388 tile;
+            None: the whole image as one tile.
+        dropout: rate of the dropout at the end of the contracting path (Section 3.1); 0.5, the
+            authors' released Caffe model (dropout_ratio 0.5).  0 switches it off, e.g. to compare
+            training runs across process counts, where each process draws its own dropout masks.
+    """
 
     # Modules (fnmatch patterns) whose weights come from ImageNet; the rest are new layers (train.head_lr_mult).
     pretrained_modules: tuple[str, ...] = ()
 
     def __init__(
-        self, *, num_classes: int, width: float, in_channels: int, padding: str, tile: int | None, dropout: float
+        self,
+        *,
+        num_classes: int,
+        width: float,
+        in_channels: int = 3,
+        padding: str = "valid",
+        tile: int | None = 388,
+        dropout: float = 0.5,
     ) -> None:
         super().__init__()
         if padding not in ("valid", "same"):
@@ -161,51 +181,20 @@ _CITATION = "Ronneberger et al. 2015, Section 2, Fig. 1 (network), Fig. 2 (overl
 
 
 @_register("unet", backbone="none", citation=_CITATION, paper_variant="U-Net")
-def unet(
-    *,
-    num_classes: int = 21,
-    width: float = 1.0,
-    in_channels: int = 3,
-    padding: str = "valid",
-    tile: int | None = 388,
-    dropout: float = 0.5,
-) -> UNet:
-    """U-Net of Fig. 1 with valid convolutions, run by overlap-tile (Fig. 2).
-
-    Args:
-        num_classes: classes of the 1x1 score layer (2 in the paper's cell segmentation).
-        width: channel multiplier (1.0: the paper's 64 ... 1024 channels).
-        in_channels: input channels (3 for RGB; the paper's microscopy images have 1).
-        padding: "valid", the paper's unpadded 3x3 convs (Section 2); "same" pads them (``unet_same``).
-        tile: output tile size of the overlap-tile strategy; 388, Fig. 1's 572 -> 388 tile;
-            None: the whole image as one tile.
-        dropout: rate of the dropout at the end of the contracting path (Section 3.1); 0.5, the
-            authors' released Caffe model (dropout_ratio 0.5).  0 switches it off, e.g. to compare
-            training runs across process counts, where each process draws its own dropout masks.
-    """
-    return UNet(num_classes=num_classes, width=width, in_channels=in_channels, padding=padding, tile=tile, dropout=dropout)
+def unet(*, num_classes: int = 21, width: float = 1.0, **options: Any) -> UNet:
+    """U-Net of Fig. 1 with valid convolutions, run by overlap-tile (Fig. 2)."""
+    return UNet(num_classes=num_classes, width=width, **options)
 
 
 @_register("unet_same", backbone="none", citation=_CITATION + "; padded 3x3 convs (not in the paper)")
 def unet_same(
-    *,
-    num_classes: int = 21,
-    width: float = 1.0,
-    in_channels: int = 3,
-    padding: str = "same",
-    tile: int | None = None,
-    dropout: float = 0.5,
+    *, num_classes: int = 21, width: float = 1.0, padding: str = "same", tile: int | None = None, **options: Any
 ) -> UNet:
     """U-Net with padded 3x3 convs, the widespread variant (not in the paper): no cropping, one tile.
 
     Args:
-        num_classes: classes of the 1x1 score layer.
-        width: channel multiplier (1.0: the paper's 64 ... 1024 channels).
-        in_channels: input channels (3 for RGB).
         padding: "same", padded 3x3 convs; "valid" is the paper's (``unet``).
-        tile: output tile size, a multiple of 16, to split large images into tiles without overlap;
-            None: the image, mirror-padded to a multiple of 16, is one tile.
-        dropout: rate of the dropout at the end of the contracting path; 0.5 as ``unet`` (Section 3.1,
-            the authors' released Caffe model).
+        tile: None: the image, mirror-padded to a multiple of 16, is one tile; an output tile size, a
+            multiple of 16, splits large images into tiles without overlap.
     """
-    return UNet(num_classes=num_classes, width=width, in_channels=in_channels, padding=padding, tile=tile, dropout=dropout)
+    return UNet(num_classes=num_classes, width=width, padding=padding, tile=tile, **options)
