@@ -17,8 +17,6 @@ import inspect
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,7 +28,6 @@ from segbench.models import build_model, list_models, model_info, model_options
 from segbench.models.registry import model_class
 from segbench.models.backbones import Backbone
 from segbench.models.backbones.resnet import ResNet
-from segbench.models.catalog import model_catalog
 
 PINS = Path(__file__).with_name("pins.json")
 NUM_CLASSES = 5
@@ -126,13 +123,6 @@ def test_every_name_is_a_literal_def_with_its_options_documented(name: str) -> N
         assert _documented(inspect.getdoc(builder), option) or _documented(model_doc, option), (
             f"{name}: no Args entry for {option} in the builder or in {model_class(name).__name__}"
         )
-
-
-def test_the_catalog_read_from_the_source_is_the_registry() -> None:
-    """The workflow's start-up check reads names and options without importing torch."""
-    assert model_catalog() == {name: tuple(sorted(model_options(name))) for name in list_models()}
-    code = "import sys; from segbench.models.catalog import model_catalog; model_catalog(); print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 def test_builders_do_not_load_weights_the_registry_does() -> None:
