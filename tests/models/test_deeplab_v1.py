@@ -14,7 +14,6 @@ from segbench.models.deeplab_v1 import DeepLab, decimated_fc, grid_size
 
 NUM_CLASSES = 5
 WIDTH = 0.125
-VOC = 21
 NAMES = ("deeplab_v1_largefov", "deeplab_v1_msc_largefov")
 
 

@@ -9,12 +9,11 @@ import torchvision
 
 import segbench.models.backbones.resnet as resnet_backbone
 import segbench.models.backbones.vgg as vgg_backbone
-from models.zoo import convs, meta_model
+from models.zoo import VOC, convs, meta_model
 from segbench.models import build_model, model_info
 
 NUM_CLASSES = 5
 WIDTH = 0.125
-VOC = 21
 NAMES = (
     "deeplab_v2_vgg16_largefov",
     "deeplab_v2_vgg16_aspp_s",

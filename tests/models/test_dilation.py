@@ -9,14 +9,13 @@ import torch.nn.functional as F
 import torchvision
 
 import segbench.models.backbones.vgg as vgg_backbone
-from models.zoo import convs, meta_model
+from models.zoo import VOC, convs, meta_model
 from segbench.models import build_model, model_info
 from segbench.models.backbones.vgg import VGG16_STAGES
 from segbench.models.dilation import MARGIN, ContextModule, FrontEnd
 
 NUM_CLASSES = 5
 WIDTH = 0.125
-VOC = 21
 NAMES = ("dilation_frontend", "dilation_context_basic", "dilation_context_large")
 
 

@@ -6,7 +6,6 @@ the paper gives, added up independently of the model code, on top of torchvision
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
@@ -14,20 +13,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import REPO
-from models.zoo import conv_params, count, input_shapes, meta_model, resnet_body_params
+from models.zoo import VOC, conv_params, count, input_shapes, meta_model, paper_rows, resnet_body_params
 from segbench.errors import PretrainedWeightsUnavailable
 from segbench.models import build_model, list_models, model_info
 from segbench.models.gcn import BoundaryRefinement, GlobalConvolution
 
 WIDTH = 0.125
 NUM_CLASSES = 5
-VOC = 21
 
 
 def test_registry_facts_match_the_paper_and_the_results_table() -> None:
-    with open(REPO / "config" / "paper_results.csv", newline="") as f:
-        rows = [row for row in csv.DictReader(f) if row["paper"] == "GCN"]
+    rows = paper_rows("GCN")
     names = [name for name in list_models() if name.startswith("gcn_")]
     assert names == ["gcn_resnet101", "gcn_resnet152", "gcn_resnet50"]
     for name in names:

@@ -7,25 +7,21 @@ torchvision's ResNet.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import REPO
-from models.zoo import conv_params, count, input_shapes, meta_model, resnet_body_params
+from models.zoo import VOC, conv_params, count, input_shapes, meta_model, paper_rows, resnet_body_params
 from segbench.errors import InputError, PretrainedWeightsUnavailable
 from segbench.models import build_model, list_models, model_info
 
 WIDTH = 0.125
 NUM_CLASSES = 5
-VOC = 21
 
 
 def test_registry_facts_match_the_paper_and_the_results_table() -> None:
-    with open(REPO / "config" / "paper_results.csv", newline="") as f:
-        rows = [row for row in csv.DictReader(f) if row["paper"] == "PSPNet"]
+    rows = paper_rows("PSPNet")
     names = [name for name in list_models() if name.startswith("pspnet_")]
     assert names == ["pspnet_resnet101", "pspnet_resnet50"]
     for name in names:

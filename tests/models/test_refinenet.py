@@ -7,7 +7,6 @@ torchvision's ResNet.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import REPO
-from models.zoo import conv_params, count, input_shapes, meta_model, resnet_body_params
+from models.zoo import VOC, conv_params, count, input_shapes, meta_model, paper_rows, resnet_body_params
 from segbench.errors import PretrainedWeightsUnavailable
 from segbench.models import build_model, list_models, model_info
 from segbench.models.layers import scaled
@@ -24,12 +22,10 @@ from segbench.models.refinenet import ChainedResidualPooling, ResidualConvUnit
 
 WIDTH = 0.125
 NUM_CLASSES = 5
-VOC = 21
 
 
 def test_registry_facts_match_the_paper_and_the_results_table() -> None:
-    with open(REPO / "config" / "paper_results.csv", newline="") as f:
-        rows = [row for row in csv.DictReader(f) if row["paper"] == "RefineNet"]
+    rows = paper_rows("RefineNet")
     names = [name for name in list_models() if name.startswith("refinenet_")]
     assert names == ["refinenet_resnet101", "refinenet_resnet152", "refinenet_resnet50"]
     for name in names:

@@ -3,13 +3,22 @@ the inputs a submodule sees, batch-norm statistics that a mis-mapped layer canno
 
 from __future__ import annotations
 
+import csv
+
 import torch
 import torch.nn as nn
 import torchvision
 
+from conftest import REPO
 from segbench.models import build_model
 
 VOC = 21
+
+
+def paper_rows(paper: str) -> list[dict[str, str]]:
+    """The rows of config/paper_results.csv of ``paper`` (its `paper` column)."""
+    with open(REPO / "config" / "paper_results.csv", newline="") as f:
+        return [row for row in csv.DictReader(f) if row["paper"] == paper]
 
 
 def count(module: nn.Module) -> int:
