@@ -5,7 +5,7 @@ checks each run's ``arch`` and options when it starts, which on a cluster is onc
 reads them here instead: each builder is a literal ``def <name>(*, num_classes, width, ...)`` under
 ``@register_model("<name>", ...)`` (or a module's ``_register`` partial of it), returning a model
 class of its module, so the names and options can be read from the modules' syntax trees.
-tests/models/test_registry.py keeps this equal to the registry.
+tests/models/test_catalog.py keeps this equal to the registry.
 """
 
 from __future__ import annotations

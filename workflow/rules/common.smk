@@ -35,10 +35,9 @@ def check_architectures(models):
     from segbench.models.catalog import model_catalog
 
     catalog = model_catalog()
-    known = list(catalog)
     for name, run in models.items():
-        if run["arch"] not in known:
-            close = difflib.get_close_matches(run["arch"], known, n=1)
+        if run["arch"] not in catalog:
+            close = difflib.get_close_matches(run["arch"], list(catalog), n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             raise ValueError(
                 f"models.{name}.arch: {run['arch']!r} is not a registered architecture; {hint}"
@@ -50,7 +49,7 @@ def check_architectures(models):
             if unknown:
                 raise ValueError(
                     f"models.{name}.{field}.{unknown[0]}: {run['arch']} has no such option; its options are "
-                    f"{', '.join(sorted(accepted)) or 'none'}"
+                    f"{', '.join(accepted) or 'none'}"
                 )
 
 
