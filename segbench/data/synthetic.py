@@ -8,9 +8,12 @@ learn from scratch that fast do, and the papers' claims have something to act on
 
 * 8 object classes. Six are told by colour: one hue each, 60 degrees apart, in
   any outline (ellipse, rectangle, triangle, polygon or a thin bar), striped or
-  shaded. Two are told by shape only: checkered squares and checkered rings of
-  any hue, at least 16 px across, whose pixels look alike up close -- telling
-  them apart needs the object's outline, i.e. context and a large receptive field.
+  shaded. Two are told by shape only: grey checkered squares and checkered rings,
+  at least 16 px across, whose pixels look alike up close -- telling them apart
+  needs the object's outline, i.e. context and a large receptive field. The
+  checkers are achromatic so that a hue always means its colour class: in any hue
+  (the earlier design) they taught the networks that hue says nothing, and every
+  network learnt the colours later (docs/BENCHMARKS.md, "The embedded dataset").
 * 4-10 objects per scene (about a third of the pixels), sizes log-uniform from a
   few pixels to beyond the frame; thin bars 3-5 px wide (fine detail, where skips
   and decoders matter); objects occlude each other. Dense scenes give every class
@@ -129,9 +132,10 @@ def _object(rng: np.random.Generator, label: int, yy: np.ndarray, xx: np.ndarray
     else:
         kind = ("square", "ring")[label - 1 - len(HUES)]
         mask = _outline(rng, kind, max(size, _MIN_SHAPE_SIZE), height, width)
-        light = _colour(rng, rng.uniform(), (0.5, 1.0), (0.7, 1.0))
+        # Grey (saturation 0: the hue drawn is unused), light squares on near-black ones.
+        light = _colour(rng, rng.uniform(), (0.0, 0.0), (0.8, 1.0))
         t = _pattern(rng, "checker", yy, xx)
-        dark = 0.3 * light
+        dark = 0.15 * light
     return mask, t[..., None] * light + (1 - t[..., None]) * dark
 
 
