@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import colorsys
 import inspect
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import yaml
 from PIL import Image
 
 from segbench.cli import build_parser, main
-from segbench.data.synthetic import CLASSES, generate, render_sample
+from segbench.data.synthetic import CLASSES, HUES, generate, render_sample
 from segbench.data.voc import VOID, read_ids, voc_dir, voc_palette
 from segbench.errors import InputError
 
@@ -63,6 +64,34 @@ def test_scenes_have_what_the_papers_need() -> None:
     assert seen == set(range(1, len(CLASSES)))
     assert small > 0 and large > 0 and thin > 0
     assert void >= 50
+
+
+def test_a_hue_always_means_its_colour_class() -> None:
+    """The shape-only classes are grey and every colour class keeps its own hue band, so that a
+    pixel's hue never points at another class (docs/BENCHMARKS.md, "Grey checkers")."""
+    rng = np.random.default_rng(0)
+    spread = {c: [] for c in range(1, len(CLASSES))}
+    hues = {c: [] for c in range(1, len(HUES) + 1)}
+    for _ in range(40):
+        image, labels = render_sample(rng, 96, 128)
+        rgb = image.astype(float)
+        for c in spread:
+            mask = labels == c
+            if mask.sum() < 50:
+                continue
+            pixels = rgb[mask]
+            # Saturation-like spread of the channels, and the mean colour's hue.
+            spread[c].append(float(np.mean(pixels.max(1) - pixels.min(1))))
+            if c in hues:
+                hues[c].append(colorsys.rgb_to_hsv(*(pixels.mean(0) / 255))[0])
+    shape_classes = range(len(HUES) + 1, len(CLASSES))
+    # Only the image noise (sigma 5) separates a grey pixel's channels.
+    assert max(max(spread[c]) for c in shape_classes) < 25
+    assert min(min(spread[c]) for c in hues) > 40
+    for c, drawn in hues.items():
+        # Hue distance to the class's band centre, on the circle.
+        distance = np.abs((np.array(drawn) - (c - 1) / len(HUES) + 0.5) % 1.0 - 0.5)
+        assert distance.max() < 0.5 / len(HUES), CLASSES[c]
 
 
 def test_settings_have_one_default() -> None:

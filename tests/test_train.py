@@ -59,7 +59,7 @@ def test_class_weights_reach_the_loss() -> None:
 
 def _train(root: Path, out: Path, name: str, **settings: object) -> tuple[torch.nn.Module, dict]:
     # No weight decay: it would move the weights whatever the gradients' norm.
-    config = TrainConfig(iterations=3, batch_size=2, lr=0.05, crop_size=32, weight_decay=0.0, **settings)
+    config = TrainConfig(**{"iterations": 3, "batch_size": 2, "lr": 0.05, "crop_size": 32, "weight_decay": 0.0, **settings})
     checkpoint = train(data_root=root, split="train", model_name=name, out_dir=out, config=config, width=0.125)
     return load_checkpoint(checkpoint, torch.device("cpu"))
 
@@ -81,7 +81,10 @@ def test_gradient_clipping_limits_the_steps(tiny_dataset: Path, tmp_path: Path) 
 def test_training_layout_is_recorded_and_falls_back_where_unsafe(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, meta = _train(tiny_dataset, tmp_path / "v1", "deeplab_v1_largefov")
     assert meta["meta"]["memory_format"] == "channels_last"
-    _, meta = _train(tiny_dataset, tmp_path / "xception", "deeplabv3plus_xception65")
+    # A gentle rate: after 3 steps of 2 images at 0.05 the 65-layer network's eval-mode outputs (its
+    # batch-norm statistics barely moved) can overflow, and train refuses to save such weights; the
+    # layout is what this test is about.
+    _, meta = _train(tiny_dataset, tmp_path / "xception", "deeplabv3plus_xception65", lr=0.005)
     assert meta["meta"]["memory_format"] == "contiguous"
     assert "strided 1x1 convolution" in capsys.readouterr().err
     log = pd.read_parquet(tmp_path / "xception" / "train_log.parquet")

@@ -12,8 +12,8 @@ learn from scratch that fast do, and the papers' claims have something to act on
   at least 16 px across, whose pixels look alike up close -- telling them apart
   needs the object's outline, i.e. context and a large receptive field. The
   checkers are achromatic so that a hue always means its colour class: in any hue
-  (the earlier design) they taught the networks that hue says nothing, and every
-  network learnt the colours later (docs/BENCHMARKS.md, "The embedded dataset").
+  (the earlier design) they made a hue say nothing certain, and the networks
+  learnt the colours later (docs/BENCHMARKS.md, "Grey checkers").
 * 4-10 objects per scene (about a third of the pixels), sizes log-uniform from a
   few pixels to beyond the frame; thin bars 3-5 px wide (fine detail, where skips
   and decoders matter); objects occlude each other. Dense scenes give every class
