@@ -3,6 +3,7 @@ validation passes during training and the report's training table."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,9 @@ def test_class_weights_reach_the_loss() -> None:
 
 def _train(root: Path, out: Path, name: str, **settings: object) -> tuple[torch.nn.Module, dict]:
     # No weight decay: it would move the weights whatever the gradients' norm.
-    config = TrainConfig(**{"iterations": 3, "batch_size": 2, "lr": 0.05, "crop_size": 32, "weight_decay": 0.0, **settings})
+    config = dataclasses.replace(
+        TrainConfig(iterations=3, batch_size=2, lr=0.05, crop_size=32, weight_decay=0.0), **settings
+    )
     checkpoint = train(data_root=root, split="train", model_name=name, out_dir=out, config=config, width=0.125)
     return load_checkpoint(checkpoint, torch.device("cpu"))
 
@@ -97,7 +100,6 @@ def test_training_layout_is_recorded_and_falls_back_where_unsafe(tiny_dataset: P
 def test_schema_and_cli_match_the_dataclass() -> None:
     """The config schema's train section and `segbench train`'s flags have TrainConfig's
     fields with its defaults, no more and no fewer."""
-    import dataclasses
 
     import yaml
 
