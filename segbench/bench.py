@@ -28,7 +28,6 @@ import pandas as pd
 import psutil
 import torch
 import torch.nn as nn
-import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
@@ -382,6 +381,8 @@ def bench_crf(
 
 def _peers() -> dict[str, Callable[[], tuple[nn.Module, nn.Module]]]:
     """(ours, torchvision's) builders for the same architecture, weights equal where loadable."""
+    # Imported here: torchvision.models costs every bench process 1.2 s (it imports torch._dynamo).
+    import torchvision.models
 
     def deeplabv3() -> tuple[nn.Module, nn.Module]:
         theirs = torchvision.models.segmentation.deeplabv3_resnet50(weights=None, weights_backbone=None, aux_loss=False)

@@ -26,7 +26,6 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-from torchvision.models import ResNet50_Weights, ResNet101_Weights, ResNet152_Weights
 
 from segbench.errors import InputError
 from segbench.models.backbones import Backbone, FeatureInfo
@@ -34,11 +33,6 @@ from segbench.models.layers import load_state_dict_from_source, scaled
 
 # Bottleneck units per stage (He et al. 2016, Table 1).
 DEPTHS: dict[int, tuple[int, int, int, int]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
-_WEIGHTS = {
-    50: ResNet50_Weights.IMAGENET1K_V1,
-    101: ResNet101_Weights.IMAGENET1K_V1,
-    152: ResNet152_Weights.IMAGENET1K_V1,
-}
 
 
 class Bottleneck(nn.Module):
@@ -161,6 +155,11 @@ class ResNet(Backbone):
                 f"no ImageNet weights for ResNet-{self.depth} with the deep stem: torchvision's are for the "
                 "7x7 stem (build it with deep_stem=False, or train from scratch)"
             )
-        state = load_state_dict_from_source(source, url=_WEIGHTS[self.depth].url, what=f"ResNet-{self.depth}")
+        # Imported here, not at the top: torchvision.models pulls in torch._dynamo, 1.2 s in every
+        # process that builds a model (every workflow job) but only needs the weights' URL here.
+        from torchvision.models import ResNet50_Weights, ResNet101_Weights, ResNet152_Weights
+
+        weights = {50: ResNet50_Weights, 101: ResNet101_Weights, 152: ResNet152_Weights}[self.depth].IMAGENET1K_V1
+        state = load_state_dict_from_source(source, url=weights.url, what=f"ResNet-{self.depth}")
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         self.load_state_dict(state)

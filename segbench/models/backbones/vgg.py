@@ -22,7 +22,6 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-from torchvision.models import VGG16_BN_Weights, VGG16_Weights
 
 from segbench.models.backbones import Backbone, FeatureInfo
 from segbench.models.layers import load_state_dict_from_source, scaled
@@ -138,6 +137,10 @@ class VGG16(Backbone):
 
 def vgg16_imagenet_state(source: bool | str, *, batch_norm: bool = False) -> dict[str, torch.Tensor]:
     """torchvision's ImageNet VGG16 (optionally with BN) state dict, classifier included."""
+    # Imported here, not at the top: torchvision.models pulls in torch._dynamo, 1.2 s in every
+    # process that builds a model (every workflow job) but only needs the weights' URL here.
+    from torchvision.models import VGG16_BN_Weights, VGG16_Weights
+
     weights = VGG16_BN_Weights.IMAGENET1K_V1 if batch_norm else VGG16_Weights.IMAGENET1K_V1
     return load_state_dict_from_source(source, url=weights.url, what="VGG16" + ("-BN" if batch_norm else ""))
 
