@@ -2,8 +2,8 @@
 
 Zhao, Shi, Qi, Wang & Jia, "Pyramid Scene Parsing Network", CVPR 2017
 (arXiv:1612.01105), Section 3.2 and Fig. 3 (pyramid pooling module),
-Section 3.3 and Fig. 4 (auxiliary loss on res4b22, i.e. the ``layer3`` tap)
-and Section 4.2 (its weight, 0.4).  Layer details follow the authors' released
+Section 4 and Fig. 4 (deep supervision: an auxiliary loss on res4b22, i.e. the
+``layer3`` tap) and Section 5.2, Table 2 (its weight, 0.4).  Layer details follow the authors' released
 Caffe nets (github.com/hszhao/PSPNet, pspnet101_VOC2012_473.prototxt):
 
 * the ResNet's last two stages are dilated so features stay at 1/8 of the
@@ -89,7 +89,7 @@ class PSPNet(nn.Module):
         depth: of the ResNet, 50 or 101 (its builder's).
         bins: pyramid pooling bin counts, (1, 2, 3, 6) (Section 3.2, Fig. 3).
         aux_weight: loss weight of the auxiliary classifier on res4b22 (ResNet-101; res4b6 in
-            ResNet-50), 0.4 (Section 4.2, Table 2; hszhao/semseg aux_weight 0.4).
+            ResNet-50), 0.4 (Section 5.2, Table 2; hszhao/semseg aux_weight 0.4).
         deep_stem: the released nets' three 3x3 stem convs; False: torchvision's 7x7 stem, whose
             ImageNet weights load (a deviation, see the module docstring).
     """
@@ -127,7 +127,7 @@ _register = partial(
     register_model,
     family="PSPNet",
     arxiv="1612.01105",
-    citation="Zhao et al. 2017, Sections 3.2-3.3, Fig. 3-4; aux loss weight Section 4.2",
+    citation="Zhao et al. 2017, Sections 3.2-3.3 and 4, Fig. 3-4; aux loss weight Section 5.2, Table 2",
     logits_stride=8,
 )
 
