@@ -78,6 +78,18 @@ def center_crop_to(x: torch.Tensor, height: int, width: int, offset: tuple[int, 
     return x[..., top : top + height, left : left + width]
 
 
+def torchvision_weights_url(weights: str) -> str:
+    """The URL of torchvision's ``<weights>.IMAGENET1K_V1`` (e.g. ``"ResNet50_Weights"``).
+
+    torchvision.models is imported here, not at the top of the model modules: it pulls in
+    torch._dynamo, 1.2 s in every process that builds a model (every workflow job), which
+    only needs it to load ImageNet weights.
+    """
+    import torchvision.models
+
+    return getattr(torchvision.models, weights).IMAGENET1K_V1.url
+
+
 def load_state_dict_from_source(
     source: bool | str | os.PathLike,
     *,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +21,7 @@ from segbench.models.layers import (
     mirror_pad,
     same_padding,
     scaled,
+    torchvision_weights_url,
     upsample,
 )
 
@@ -91,3 +95,22 @@ def test_load_state_dict_from_source_reads_a_local_copy_and_unwraps_state_dict(t
     (tmp_path / "bad.pth").write_bytes(b"<html>404</html>")
     with pytest.raises(InputError, match=r"bad.pth: not a readable PyTorch weights file"):
         load_state_dict_from_source(str(tmp_path / "bad.pth"), url="https://example/w.pth", what="W")
+
+
+def test_building_every_model_leaves_torchvision_models_unimported() -> None:
+    """torchvision.models (and the torch._dynamo it imports) costs every workflow job 1.2 s; the
+    model zoo needs it only for the URLs of ImageNet weights, so building a model must not load it."""
+    code = (
+        "import sys\n"
+        "from segbench.models.registry import build_model, list_models\n"
+        "for name in list_models():\n"
+        "    build_model(name, num_classes=3, width=0.0625)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('torchvision.models')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_torchvision_weights_url_names_torchvision_s_imagenet_file() -> None:
+    assert torchvision_weights_url("ResNet50_Weights").startswith("https://download.pytorch.org/models/resnet50-")
+    assert torchvision_weights_url("VGG16_BN_Weights").startswith("https://download.pytorch.org/models/vgg16_bn-")

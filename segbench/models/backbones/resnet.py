@@ -29,7 +29,7 @@ import torch.nn as nn
 
 from segbench.errors import InputError
 from segbench.models.backbones import Backbone, FeatureInfo
-from segbench.models.layers import load_state_dict_from_source, scaled
+from segbench.models.layers import load_state_dict_from_source, scaled, torchvision_weights_url
 
 # Bottleneck units per stage (He et al. 2016, Table 1).
 DEPTHS: dict[int, tuple[int, int, int, int]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -155,11 +155,7 @@ class ResNet(Backbone):
                 f"no ImageNet weights for ResNet-{self.depth} with the deep stem: torchvision's are for the "
                 "7x7 stem (build it with deep_stem=False, or train from scratch)"
             )
-        # Imported here, not at the top: torchvision.models pulls in torch._dynamo, 1.2 s in every
-        # process that builds a model (every workflow job) but only needs the weights' URL here.
-        from torchvision.models import ResNet50_Weights, ResNet101_Weights, ResNet152_Weights
-
-        weights = {50: ResNet50_Weights, 101: ResNet101_Weights, 152: ResNet152_Weights}[self.depth].IMAGENET1K_V1
-        state = load_state_dict_from_source(source, url=weights.url, what=f"ResNet-{self.depth}")
+        url = torchvision_weights_url(f"ResNet{self.depth}_Weights")
+        state = load_state_dict_from_source(source, url=url, what=f"ResNet-{self.depth}")
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         self.load_state_dict(state)

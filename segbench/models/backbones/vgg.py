@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from segbench.models.backbones import Backbone, FeatureInfo
-from segbench.models.layers import load_state_dict_from_source, scaled
+from segbench.models.layers import load_state_dict_from_source, scaled, torchvision_weights_url
 
 # Output channels of each conv layer, per stage (configuration D).
 VGG16_STAGES: tuple[tuple[int, ...], ...] = (
@@ -137,12 +137,8 @@ class VGG16(Backbone):
 
 def vgg16_imagenet_state(source: bool | str, *, batch_norm: bool = False) -> dict[str, torch.Tensor]:
     """torchvision's ImageNet VGG16 (optionally with BN) state dict, classifier included."""
-    # Imported here, not at the top: torchvision.models pulls in torch._dynamo, 1.2 s in every
-    # process that builds a model (every workflow job) but only needs the weights' URL here.
-    from torchvision.models import VGG16_BN_Weights, VGG16_Weights
-
-    weights = VGG16_BN_Weights.IMAGENET1K_V1 if batch_norm else VGG16_Weights.IMAGENET1K_V1
-    return load_state_dict_from_source(source, url=weights.url, what="VGG16" + ("-BN" if batch_norm else ""))
+    url = torchvision_weights_url("VGG16_BN_Weights" if batch_norm else "VGG16_Weights")
+    return load_state_dict_from_source(source, url=url, what="VGG16" + ("-BN" if batch_norm else ""))
 
 
 def load_vgg16_fully_convolutional(backbone: VGG16, fc6: nn.Conv2d, fc7: nn.Conv2d, source: bool | str) -> None:
