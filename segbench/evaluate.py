@@ -320,7 +320,8 @@ def evaluate(
     columns (optional). ``processes``: worker processes. ``boundary``: also the boundary band,
     object sizes, trimap and BF (False: the VOC protocol only)."""
     names = class_names(data_root)
-    settings = prediction_settings(pred_dir)
+    # Read before scoring, so that an unusable checkpoint is refused before the work, not after it.
+    constants = {**prediction_settings(pred_dir), **checkpoint_provenance(checkpoint)}
     base = {"dataset": dataset, "split": split, "model": model}
     folders = {crf: directory for crf, directory in ((False, pred_dir), (True, crf_dir)) if directory is not None}
     all_scored = score_predictions(
@@ -333,7 +334,6 @@ def evaluate(
         for region, matrices in scored.matrices.items():
             confusion.append(_prefixed(confusion_table(matrices, scored.ids), **base, crf=crf, region=region))
         per_image.append(_prefixed(_per_image(scored), **base, crf=crf))
-    constants = {**settings, **checkpoint_provenance(checkpoint)}
     write_parquet(pd.concat(confusion, ignore_index=True), confusion_path(out), kind="confusion")
     write_parquet(pd.concat(per_image, ignore_index=True), per_image_path(out), kind="per_image")
     return _write(rows, constants, out)

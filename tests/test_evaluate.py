@@ -277,12 +277,21 @@ def test_external_predictions_need_no_checkpoint(tiny_dataset: Path, tmp_path: P
         _evaluate(tiny_dataset, tmp_path / "pred", tmp_path / "x.parquet", checkpoint=tmp_path / "missing.pt")
 
 
-def test_a_bare_state_dict_is_not_a_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
-    """Its rows would claim a run while their provenance columns were null."""
+def test_a_bare_state_dict_is_not_a_checkpoint(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its rows would claim a run while their provenance columns were null; it is refused before
+    any image is scored."""
     import torch
+
+    import segbench.evaluate
+
+    def must_not_score(**kwargs: object) -> None:
+        raise AssertionError("scored the predictions of an unusable checkpoint")
 
     _shifted_predictions(tiny_dataset, tmp_path / "pred")
     torch.save(torch.nn.Conv2d(3, 9, 1).state_dict(), tmp_path / "weights.pt")
+    monkeypatch.setattr(segbench.evaluate, "score_predictions", must_not_score)
     with pytest.raises(InputError, match=r"weights\.pt: not a segbench checkpoint \(missing fields: model, .*meta\)"):
         _evaluate(tiny_dataset, tmp_path / "pred", tmp_path / "m.parquet", checkpoint=tmp_path / "weights.pt")
     assert not (tmp_path / "m.parquet").exists()
