@@ -319,8 +319,11 @@ def test_sigkill_at_any_stage_loses_nothing(tmp_path: Path) -> None:
             else:
                 note(f"{what}: hit")
                 remaining.remove(job.stage)
-            forced = []
         if killed:
+            # Rerun the interrupted command, --forcerun included, as a user would. A plain run after a
+            # killed forced one would not rebuild the forced jobs' deleted outputs where every consumer
+            # is up to date (Snakemake does not regenerate such an intermediate), and would keep those
+            # jobs' incomplete markers.
             continue
         # The run ended without a job of a stage still to kill.
         assert run.proc.returncode == 0, f"attempt {attempt} after {kills} {replay}:\n{run.tail()}"
