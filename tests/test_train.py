@@ -100,7 +100,6 @@ def test_training_layout_is_recorded_and_falls_back_where_unsafe(tiny_dataset: P
 def test_schema_and_cli_match_the_dataclass() -> None:
     """The config schema's train section and `segbench train`'s flags have TrainConfig's
     fields with its defaults, no more and no fewer."""
-
     import yaml
 
     from conftest import REPO

@@ -3,8 +3,9 @@
 Zhao, Shi, Qi, Wang & Jia, "Pyramid Scene Parsing Network", CVPR 2017
 (arXiv:1612.01105), Section 3.2 and Fig. 3 (pyramid pooling module),
 Section 4 and Fig. 4 (deep supervision: an auxiliary loss on res4b22, i.e. the
-``layer3`` tap) and Section 5.2, Table 2 (its weight, 0.4).  Layer details follow the authors' released
-Caffe nets (github.com/hszhao/PSPNet, pspnet101_VOC2012_473.prototxt):
+``layer3`` tap) and Section 5.2, Table 2 (its weight, 0.4).  Layer details follow
+the authors' released Caffe nets (github.com/hszhao/PSPNet,
+pspnet101_VOC2012_473.prototxt):
 
 * the ResNet's last two stages are dilated so features stay at 1/8 of the
   input, every block of a dilated stage at the stage's rate, the first block
