@@ -328,13 +328,10 @@ def evaluate(
         data_root=data_root, split=split, sources=list(folders.values()), num_classes=len(names),
         boundary=boundary, processes=processes,
     )
-    rows, confusion, per_image = [], [], []
-    for crf, scored in zip(folders, all_scored):
-        rows += _rows(scored, names, **base, crf=crf)
-        for region, matrices in scored.matrices.items():
-            confusion.append(_prefixed(confusion_table(matrices, scored.ids), **base, crf=crf, region=region))
-        per_image.append(_prefixed(_per_image(scored), **base, crf=crf))
-    write_parquet(pd.concat(confusion, ignore_index=True), confusion_path(out), kind="confusion")
+    by_crf = dict(zip(folders, all_scored))
+    rows = [row for crf, scored in by_crf.items() for row in _rows(scored, names, **base, crf=crf)]
+    _write_confusion(by_crf, out, **base)
+    per_image = [_prefixed(_per_image(scored), **base, crf=crf) for crf, scored in by_crf.items()]
     write_parquet(pd.concat(per_image, ignore_index=True), per_image_path(out), kind="per_image")
     return _write(rows, constants, out)
 
@@ -349,15 +346,29 @@ def majority_baseline(
     processes: int = 1,
     boundary: bool = True,
 ) -> pd.DataFrame:
-    """Scores of predicting the training split's most frequent class everywhere: the floor to beat."""
+    """Scores of predicting the training split's most frequent class everywhere: the floor to beat.
+    Its per-image confusion matrices go beside ``out``, as a run's, so that the report can say how
+    many times the floor each run scores, with an interval (segbench.stats.paired_ratio)."""
     names = class_names(data_root)
     majority = int(np.argmax(class_pixel_counts(data_root, train_split, len(names))))
     (scored,) = score_predictions(
         data_root=data_root, split=split, sources=[majority], num_classes=len(names), boundary=boundary, processes=processes
     )
-    rows = _rows(scored, names, dataset=dataset, split=split, model=f"majority class ({names[majority]})", crf=False)
+    base = {"dataset": dataset, "split": split, "model": f"majority class ({names[majority]})"}
+    rows = _rows(scored, names, **base, crf=False)
+    _write_confusion({False: scored}, out, **base)
     constants = {**dict.fromkeys(SETTINGS_COLUMNS), **checkpoint_provenance(None), "arch": "baseline"}
     return _write(rows, constants, out)
+
+
+def _write_confusion(by_crf: dict[bool, Scores], out: str | Path, **base: object) -> None:
+    """The per-image confusion matrices of every region, with and without the CRF, beside ``out``."""
+    tables = [
+        _prefixed(confusion_table(matrices, scored.ids), **base, crf=crf, region=region)
+        for crf, scored in by_crf.items()
+        for region, matrices in scored.matrices.items()
+    ]
+    write_parquet(pd.concat(tables, ignore_index=True), confusion_path(out), kind="confusion")
 
 
 def _nanmean(values: np.ndarray, axis: int | None = None) -> np.ndarray:

@@ -117,7 +117,8 @@ TABLES: dict[str, Table] = {
         Table(
             "confusion", 1, "results/<dataset>/<run>/confusion.parquet (collected: results/confusion.parquet)",
             "segbench evaluate", "Per-image confusion matrices in long format, non-zero cells only: every "
-            "statistic (intervals, paired comparisons, claims) is recomputed from them without rerunning a model.",
+            "statistic (intervals, paired comparisons, claims) is recomputed from them without rerunning a model. "
+            "The majority baseline's (`segbench evaluate --majority-baseline`) are in results/<dataset>/majority_baseline/.",
             (
                 *_RUN,
                 _c("region", "string", "", "as metrics.region (trimap excluded)"),

@@ -181,14 +181,11 @@ def mean_interval(
     return Interval(float(scored.mean()), float(low), float(high), resamples, seed, level)
 
 
-def _paired(
+def _paired_bootstrap(
     statistic: Callable[..., np.ndarray], runs: tuple[np.ndarray, ...], metric: str, *, resamples: int, seed: int, level: float
-) -> Comparison:
-    """``statistic`` of the runs' scores (``metric``), each resample taking the same image ids for all.
-
-    The p-value is the percentile bootstrap's: twice the smaller share of resampled
-    statistics on either side of 0 (at least 1 / resamples).
-    """
+) -> tuple[Interval, np.ndarray]:
+    """``statistic`` of the runs' scores (``metric``), each resample taking the same image ids for
+    all: its value on the split, its percentile interval, and the resampled values."""
     if any(run.shape != runs[0].shape for run in runs):
         raise InputError(f"paired runs must cover the same images: shapes {' and '.join(str(r.shape) for r in runs)}")
     score = METRICS[metric]
@@ -198,11 +195,22 @@ def _paired(
         return statistic(*(score.score(_summed(run, ids)) for run in sums))
 
     result = _bootstrap(resampled, len(runs[0]), resamples=resamples, seed=seed, level=level)
-    draws = result.bootstrap_distribution
-    p_value = min(1.0, 2 * max(min(np.mean(draws <= 0), np.mean(draws >= 0)), 1 / resamples))
     low, high = result.confidence_interval
     estimate = float(statistic(*(score(run.sum(axis=0)) for run in runs)))
-    return Comparison(Interval(estimate, float(low), float(high), resamples, seed, level), float(p_value))
+    return Interval(estimate, float(low), float(high), resamples, seed, level), result.bootstrap_distribution
+
+
+def _paired(
+    statistic: Callable[..., np.ndarray], runs: tuple[np.ndarray, ...], metric: str, *, resamples: int, seed: int, level: float
+) -> Comparison:
+    """A paired difference (``statistic``, 0 when the runs are alike) with its interval and p-value.
+
+    The p-value is the percentile bootstrap's: twice the smaller share of resampled
+    statistics on either side of 0 (at least 1 / resamples).
+    """
+    difference, draws = _paired_bootstrap(statistic, runs, metric, resamples=resamples, seed=seed, level=level)
+    p_value = min(1.0, 2 * max(min(np.mean(draws <= 0), np.mean(draws >= 0)), 1 / resamples))
+    return Comparison(difference, float(p_value))
 
 
 def paired_comparison(
@@ -216,6 +224,26 @@ def paired_comparison(
 ) -> Comparison:
     """Run a against run b on the same images (``[images, C, C]`` each, same order): score(a) - score(b)."""
     return _paired(lambda a_, b_: a_ - b_, (a, b), metric, resamples=resamples, seed=seed, level=level)
+
+
+def paired_ratio(
+    a: np.ndarray,
+    b: np.ndarray,
+    metric: str = "mIoU",
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> Interval:
+    """score(a) / score(b) on the same images (``[images, C, C]`` each, same order), e.g. a run's
+    mIoU in multiples of the majority baseline's: both vary with the images drawn (the baseline
+    with their share of background), so they are resampled together. NaN where b scores 0."""
+
+    def ratio(a_: np.ndarray, b_: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(b_ > 0, a_ / np.where(b_ > 0, b_, 1), np.nan)
+
+    return _paired_bootstrap(ratio, (a, b), metric, resamples=resamples, seed=seed, level=level)[0]
 
 
 def paired_interaction(

@@ -28,6 +28,12 @@ def test_majority_baseline_scores_background_everywhere(tiny_dataset: Path, tmp_
     image = in_region(table).set_index("metric")
     miou, scored = image.loc["mIoU", "value"], image.loc["classes_scored", "value"]
     assert miou == pytest.approx(iou / scored)
+    # Its per-image matrices, as a run's: every scored pixel in the background column.
+    from segbench.evaluate import confusion_path
+
+    confusion = in_region(pd.read_parquet(confusion_path(tmp_path / "m.parquet")))
+    assert (confusion["pred"] == 0).all() and not confusion["crf"].any()
+    assert confusion["pixels"].sum() == len(valid) and set(confusion["model"]) == {"majority class (background)"}
 
 
 def _probs_for(tiny_dataset: Path, directory: Path, confident: bool) -> None:

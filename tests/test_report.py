@@ -120,6 +120,31 @@ def test_a_crf_row_is_set_beside_the_run_with_the_crf() -> None:
     assert table["comparable"].tolist() == ["yes", "no: no run with the CRF"]
 
 
+def test_accuracy_table_gives_each_run_in_multiples_of_the_majority_baseline() -> None:
+    """Paired over the images both were scored on; no column without the baseline's matrices."""
+    from segbench.stats import confusion_table, miou
+    from test_stats import C, _images
+
+    run = _images(20)
+    floor = np.zeros_like(run)
+    floor[:, :, 0] = run.sum(axis=2)  # every pixel predicted class 0
+    names = {"m": run, "majority class (0)": floor}
+    confusion = pd.concat(
+        [confusion_table(m, [f"img{i}" for i in range(len(m))]).assign(model=model, crf=False) for model, m in names.items()]
+    )
+    metrics = pd.concat([
+        _metrics({"m": "fcn8s", "majority class (0)": "baseline"}, crf=False),
+        pd.DataFrame([{"model": "m", "arch": "fcn8s", "crf": False, "region": "image", "metric": "IoU", "class": str(c)} for c in range(C)]),
+    ])
+    table = accuracy_table(metrics, pd.DataFrame(), confusion=confusion).set_index("model")
+    ratio = miou(run.sum(axis=0)) / miou(floor.sum(axis=0))
+    estimate, low, high = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", table.loc["m", "× baseline"]).groups())
+    assert estimate == pytest.approx(ratio, abs=0.05) and 1 < low < estimate < high
+    assert table.loc["majority class (0)", "× baseline"] == ""
+    without = accuracy_table(metrics, pd.DataFrame(), confusion=confusion[confusion["model"] == "m"])
+    assert "× baseline" not in without.columns
+
+
 def test_accuracy_table_takes_the_closest_paper_row_of_the_same_setting() -> None:
     dilation = {"paper": "Dilation", "arxiv": "1511.07122", "backbone": "VGG16", "coco_pretrain": "yes", "arch": "dilation_frontend"}
     v2 = {"paper": "DeepLab v2", "arxiv": "1606.00915", "backbone": "VGG16", "variant": "LargeFOV", "arch": "deeplab_v2_vgg16_largefov"}

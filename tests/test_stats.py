@@ -18,6 +18,7 @@ from segbench.stats import (
     miou,
     paired_comparison,
     paired_interaction,
+    paired_ratio,
     pixel_accuracy,
 )
 
@@ -92,6 +93,18 @@ def test_runs_of_equal_skill_are_rarely_told_apart() -> None:
         for pair in range(40)
     ]
     assert verdicts.count("inconclusive") >= 34, verdicts
+
+
+def test_ratio_of_identical_runs_is_1_and_a_better_run_is_a_multiple_of_a_worse_one() -> None:
+    matrices = _images(4)
+    same = paired_ratio(matrices, matrices.copy(), resamples=500)
+    assert same.low == same.high == same.estimate == 1
+    better = paired_ratio(matrices, _worse_copy(matrices, moved=0.6), resamples=500)
+    assert better.estimate == pytest.approx(miou(matrices.sum(axis=0)) / miou(_worse_copy(matrices, moved=0.6).sum(axis=0)))
+    assert 1 < better.low < better.estimate < better.high
+    # Classifiers of equal skill on the same images: an interval around 1, not at it.
+    rival = paired_ratio(matrices, _images(4, errors_seed=5), resamples=500)
+    assert rival.low < 1 < rival.high
 
 
 def test_paired_runs_must_cover_the_same_images() -> None:

@@ -69,7 +69,7 @@ def test_end_to_end(tmp_path: Path) -> None:
     assert (miou["ci_low"] <= miou["value"]).all() and (miou["value"] <= miou["ci_high"]).all()
     assert miou["bootstrap_resamples"].eq(2000).all()
     confusion = pd.read_parquet(tmp_path / "results" / "confusion.parquet")
-    assert set(confusion["model"]) == set(TINY["models"]) and set(confusion["crf"]) == {False, True}
+    assert set(confusion["model"]) == {*TINY["models"], "majority class (background)"} and set(confusion["crf"]) == {False, True}
     for column in ("git_commit", "torch_version", "device", "seed", "config_hash"):
         assert metrics[column].notna().all(), column
     assert metrics.groupby("model")["config_hash"].nunique().eq(1).all()
@@ -87,7 +87,7 @@ def test_end_to_end(tmp_path: Path) -> None:
     assert "fcn8s_tiny" in html and "paper mIoU" in html and "CRF speed" in html and "final loss" in html
     assert "Equal compute" in html and "val mIoU (%)" in html
     assert "The papers&#x27; claims" in html or "The papers' claims" in html
-    assert "The dense CRF improves mIoU" in html and "mIoU 95% CI" in html
+    assert "The dense CRF improves mIoU" in html and "mIoU 95% CI" in html and "× baseline" in html
     assert "Hardest images" in html and "The papers, one by one" in html
     train_log = pd.read_parquet(tmp_path / "results" / "train_log.parquet")
     assert train_log.groupby("model")["iteration"].max().to_dict() == {
@@ -113,6 +113,13 @@ def test_schema_rejects_a_bad_field_by_name(tmp_path: Path) -> None:
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "width" in output and "-1" in output
+
+
+def test_a_run_may_not_take_the_majority_baselines_folder(tmp_path: Path) -> None:
+    bad = {**TINY, "models": {"majority_baseline": {"arch": "fcn8s", "width": 0.0625}}}
+    result = snakemake(tmp_path, bad, "--dry-run", "--cores", "1")
+    # Refused by the config's schema, before any rule could be ambiguous.
+    assert result.returncode != 0 and "'majority_baseline' should not be valid" in result.stdout + result.stderr
 
 
 def test_embedded_dataset_needs_its_own_class_count(tmp_path: Path) -> None:

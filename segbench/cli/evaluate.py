@@ -12,7 +12,8 @@ from segbench.errors import InputError
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = add_stage(
         subparsers, "evaluate", run,
-        "Score predictions with and without CRF under the VOC protocol; writes metrics.parquet.",
+        "Score predictions with and without CRF under the VOC protocol; writes metrics.parquet and, beside it, "
+        "the per-image confusion matrices.",
     )
     add_data(p)
     p.add_argument("--split", default="val")

@@ -128,7 +128,7 @@ def write_report(
     search, crf_bench = _read(crf_search_path, "crf_search"), _read(crf_bench_path, "bench_crf")
     train_log, confusion, per_image = _read(train_log_path, "train_log"), _read(confusion_path, "confusion"), _read(per_image_path, "per_image")
     training = training_table(train_log) if train_log is not None else None
-    accuracy = accuracy_table(metrics, paper, train_split=train_split)
+    accuracy = accuracy_table(metrics, paper, train_split=train_split, confusion=confusion)
     regions = regions_table(metrics)
     bf_per_class = per_class_table(metrics, "BF")
     claims = claims_table(confusion, metrics) if confusion is not None else None

@@ -15,7 +15,7 @@ import pandas as pd
 from segbench.regions import BOUNDARY_BAND, REGION_NAMES, REGIONS, SIZE_EDGES
 from segbench.report.papers import closest_row, paper_params, paper_table, paper_value, runs, same_setting
 from segbench.report.sections import interval, with_interval
-from segbench.stats import in_region
+from segbench.stats import Interval, in_region, matrices_for_images, paired_ratio, seeds_interval
 
 
 def whole_image(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -37,19 +37,52 @@ def _intervals(summary: pd.DataFrame, metric: str) -> dict[tuple[str, bool], str
 
 ACCURACY_NOTE = (
     "One row per run: the VOC protocol's scores over the split (one confusion matrix, void not scored), "
-    "with 95 % bootstrap intervals over images; BF: the boundary F-score, where evaluated. Paper columns: the "
+    "with 95 % bootstrap intervals over images; \"× baseline\": mIoU in multiples of the majority class's, "
+    "its interval from resampling the images of both together; BF: the boundary F-score, where evaluated. Paper columns: the "
     "row of config/paper_results.csv for the run's model and CRF setting that differs least from the run "
     "(\"The papers, one by one\" says how it differs)."
 )
 
 
-def accuracy_table(metrics: pd.DataFrame, paper: pd.DataFrame, *, train_split: str | None = None) -> pd.DataFrame:
-    """One row per run; mIoU (and BF where evaluated) with its 95 % bootstrap interval over images."""
+def baseline_multiples(confusion: pd.DataFrame, metrics: pd.DataFrame) -> dict[str, Interval]:
+    """Each run's mIoU without the CRF in multiples of the majority baseline's, paired over the
+    images both were scored on; empty where the tables hold no baseline matrices (collected before
+    it had them)."""
+    summary = whole_image(metrics)
+    baselines = summary.loc[summary["arch"] == "baseline", "model"].unique()
+    plain = confusion[~confusion["crf"].astype(bool)]
+    if len(baselines) != 1 or not (plain["model"] == baselines[0]).any():
+        return {}
+    classes = num_classes(metrics)
+    baseline = plain[plain["model"] == baselines[0]]
+    baseline_ids = set(baseline["image"].astype(str))
+    multiples = {}
+    for model, table in plain[plain["model"] != baselines[0]].groupby("model", observed=True):
+        ids = sorted(set(table["image"].astype(str)) & baseline_ids)
+        if len(ids) > 1:
+            pair = (matrices_for_images(t, classes, ids) for t in (table, baseline))
+            multiples[model] = paired_ratio(*pair)
+    return multiples
+
+
+def _times(multiple: Interval | None) -> str:
+    """"3.1 [2.8, 3.4]": a multiple and its interval; "" without one (the baseline's own row)."""
+    if multiple is None:
+        return ""
+    return f"{multiple.estimate:.1f} [{multiple.low:.1f}, {multiple.high:.1f}]"
+
+
+def accuracy_table(
+    metrics: pd.DataFrame, paper: pd.DataFrame, *, train_split: str | None = None, confusion: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per run; mIoU (and BF where evaluated) with its 95 % bootstrap interval over images;
+    with ``confusion`` (the collected per-image matrices), mIoU in multiples of the majority baseline's."""
     summary = whole_image(metrics)
     wide = summary.pivot_table(index=["model", "arch"], columns=["metric", "crf"], values="value")
     run_of = runs(summary)
     paper = paper_table(paper)
     intervals = {metric: _intervals(summary, metric) for metric in ("mIoU", "BF")}
+    multiples = baseline_multiples(confusion, metrics) if confusion is not None else {}
     rows = []
     for (model, arch), row in wide.iterrows():
         run = run_of.get((model, False)) or run_of[(model, True)]
@@ -62,6 +95,7 @@ def accuracy_table(metrics: pd.DataFrame, paper: pd.DataFrame, *, train_split: s
             "arch": arch,
             "mIoU": 100 * row.get(("mIoU", False), np.nan),
             "mIoU 95% CI": intervals["mIoU"].get((model, False), ""),
+            **({"× baseline": _times(multiples.get(model))} if multiples else {}),
             "mIoU +CRF": 100 * row.get(("mIoU", True), np.nan),
             "+CRF 95% CI": intervals["mIoU"].get((model, True), ""),
             "CRF gain": 100 * (row.get(("mIoU", True), np.nan) - row.get(("mIoU", False), np.nan)),
@@ -182,8 +216,6 @@ SEED_SUFFIX = re.compile(r"-seed\d+$")
 def seeds_table(confusion: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     """Runs trained with several seeds (`seeds:` in the config, runs `<name>-seed<k>`): mean and
     standard deviation of mIoU over the seeds, and the interval over seeds and images."""
-    from segbench.stats import matrices_for_images, seeds_interval
-
     classes = num_classes(metrics)
     miou = whole_image(metrics)
     miou = miou[miou["metric"] == "mIoU"]

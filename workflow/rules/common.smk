@@ -233,7 +233,7 @@ PER_RUN_TABLES = ("metrics", "confusion", "per_image", "train_log", "bench", "cr
 
 def per_run_tables(wildcards):
     tables = expand(f"results/{{dataset}}/{{model}}/{wildcards.table}.parquet", dataset=DATASET, model=RUNS)
-    if wildcards.table == "metrics":
-        # The floor every run is read against, in the same table.
-        tables += expand("results/{dataset}/majority_baseline.parquet", dataset=DATASET)
+    if wildcards.table in ("metrics", "confusion"):
+        # The floor every run is read against, in the same tables.
+        tables += expand(f"results/{{dataset}}/majority_baseline/{wildcards.table}.parquet", dataset=DATASET)
     return tables

@@ -31,7 +31,9 @@ rule majority_baseline:
     input:
         data="resources/{dataset}/VOCdevkit",
     output:
-        "results/{dataset}/majority_baseline.parquet",
+        # A folder of its own, as a run's: the confusion matrices go beside the metrics.
+        metrics="results/{dataset}/majority_baseline/metrics.parquet",
+        confusion="results/{dataset}/majority_baseline/confusion.parquet",
     params:
         data=dataset_root,
         train_split=config["dataset"]["train_split"],
@@ -43,4 +45,4 @@ rule majority_baseline:
         ENV
     shell:
         "segbench evaluate --majority-baseline --data {params.data} --train-split {params.train_split}"
-        " --split {params.split} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
+        " --split {params.split} --dataset {wildcards.dataset} --out {output.metrics} > {log} 2>&1"
