@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from segbench.errors import InputError
 from segbench.models.backbones.vgg import VGG16, vgg16_imagenet_state
-from segbench.models.layers import init_kaiming, scaled
+from segbench.models.layers import init_near_identity, scaled
 from segbench.models.registry import register_model
 
 OUTPUT_STRIDE = 8
@@ -104,10 +104,10 @@ def deeplab_vgg16(width: float) -> VGG16:
 
     Stride-1 pool4/pool5 keep output stride 8; conv5's rate 2 keeps the field of view that
     pool4's stride gave it; the 3x3 windows (pad 1) keep the layers aligned.  It starts
-    He-initialised, for training from scratch.
+    initialised for training from scratch (``VGG16.init_from_scratch``).
     """
     backbone = VGG16(width=width, dilations=(1, 1, 1, 1, 2), pool_kernel=3, pool_strides=(2, 2, 2, 1, 1))
-    init_kaiming(backbone)
+    backbone.init_from_scratch()
     return backbone
 
 
@@ -134,7 +134,7 @@ def atrous_fc(in_channels: int, *, width: float, rate: int, num_classes: int | N
         drop7=nn.Dropout(0.5),
     )
     branch = nn.Sequential(layers)
-    init_kaiming(branch)
+    init_near_identity([branch.fc6, branch.fc7])
     if num_classes is not None:
         branch.add_module("fc8", classifier(channels, num_classes))
     return branch

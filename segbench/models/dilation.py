@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from segbench.errors import InputError
 from segbench.models.backbones.vgg import VGG16, load_vgg16_fully_convolutional
-from segbench.models.layers import init_kaiming, mirror_pad, scaled
+from segbench.models.layers import init_near_identity, mirror_pad, scaled
 from segbench.models.registry import register_model
 
 # The unpadded front end consumes 372 px of context (see FrontEnd); half on each side.
@@ -73,7 +73,8 @@ class FrontEnd(nn.Module):
         # Element-wise, as Caffe's Dropout layer.
         self.drop = nn.Dropout(0.5)
         self.final = nn.Conv2d(fc, num_classes, 1)
-        init_kaiming(self)
+        self.backbone.init_from_scratch()
+        init_near_identity([self.fc6, self.fc7])
         # The reference initialises the new classifier with a Gaussian of std 0.001.
         nn.init.normal_(self.final.weight, std=0.001)
         nn.init.zeros_(self.final.bias)

@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from segbench.models.backbones.vgg import VGG16, load_vgg16_fully_convolutional
-from segbench.models.layers import bilinear_deconv, bilinear_kernel, center_crop_to, init_kaiming, scaled
+from segbench.models.layers import bilinear_deconv, bilinear_kernel, center_crop_to, init_near_identity, scaled
 from segbench.models.registry import register_model
 
 # Crop offsets of the reference Caffe nets: they follow from the 100 px pad
@@ -64,7 +64,8 @@ class FCN(nn.Module):
         self.fc7 = nn.Conv2d(fc, fc, 1)
         self.drop = nn.Dropout(0.5)
         self.score_fr = nn.Conv2d(fc, num_classes, 1)
-        init_kaiming(self)
+        self.backbone.init_from_scratch()
+        init_near_identity([self.fc6, self.fc7])
         if stride <= 16:
             self.score_pool4 = nn.Conv2d(channels["pool4"], num_classes, 1)
             self.upscore2 = bilinear_deconv(num_classes, kernel_size=4, stride=2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -65,6 +65,37 @@ def init_kaiming(module: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+# Scale of the He noise in init_near_identity: of 0.03, 0.1, 0.3 and 0.6, 0.1 trained the plain VGG
+# networks best in the demo's budget (docs/BENCHMARKS.md, "Near-identity initialisation").
+NEAR_IDENTITY_NOISE = 0.1
+
+
+def init_near_identity(convs: Iterable[nn.Conv2d], *, noise: float = NEAR_IDENTITY_NOISE) -> None:
+    """Start each conv near the identity: He initialisation scaled by ``noise``, plus 1 on the centre
+    tap from input channel ``b * c_in // c_out`` to output channel b (a copy where it widens).
+
+    For the convs of a plain (no batch norm) ReLU network trained from scratch whose input is a
+    ReLU's output: that input is non-negative, so the identity passes it through the next ReLU
+    unchanged, and the fresh network computes what its first layer saw, pooled, at every depth.
+    He-initialised, the plain VGG networks sat on the all-background solution for most of the
+    demo's budget; started near the identity, the loss's first gradient relative to each conv's
+    weights is 17-112x larger (DeepLab v1) and they learn every class (docs/BENCHMARKS.md). The
+    idea is Yu & Koltun's (2016, Section 3, Eq. 4-5: their context module did not train from
+    random weights, and trained from the identity); Le, Jaitly & Hinton (2015, arXiv:1504.00941)
+    did the same for ReLU recurrent networks. The papers of these networks start from ImageNet
+    weights instead, which replace these.
+    """
+    for conv in convs:
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        out_channels, in_channels, kh, kw = conv.weight.shape
+        with torch.no_grad():
+            conv.weight.mul_(noise)
+            source = torch.arange(out_channels) * in_channels // out_channels
+            conv.weight[torch.arange(out_channels), source, kh // 2, kw // 2] += 1.0
+            if conv.bias is not None:
+                conv.bias.zero_()
 
 
 def center_crop_to(x: torch.Tensor, height: int, width: int, offset: tuple[int, int] | None = None) -> torch.Tensor:

@@ -17,6 +17,7 @@ from segbench.models.layers import (
     bilinear_kernel,
     center_crop_to,
     conv_bn,
+    init_near_identity,
     load_state_dict_from_source,
     mirror_pad,
     same_padding,
@@ -114,3 +115,25 @@ def test_building_every_model_leaves_torchvision_models_unimported() -> None:
 def test_torchvision_weights_url_names_torchvision_s_imagenet_file() -> None:
     assert torchvision_weights_url("ResNet50_Weights").startswith("https://download.pytorch.org/models/resnet50-")
     assert torchvision_weights_url("VGG16_BN_Weights").startswith("https://download.pytorch.org/models/vgg16_bn-")
+
+
+def test_init_near_identity_without_noise_passes_non_negative_input_on_copying_channels_where_it_widens() -> None:
+    x = torch.rand(2, 4, 9, 11)
+    same = torch.nn.Conv2d(4, 4, 3, padding=2, dilation=2)
+    wider = torch.nn.Conv2d(4, 8, 7, padding=3)
+    init_near_identity([same, wider], noise=0.0)
+    with torch.no_grad():
+        torch.testing.assert_close(F.relu(same(x)), x)
+        torch.testing.assert_close(F.relu(wider(x)), x.repeat_interleave(2, dim=1))
+
+
+def test_init_near_identity_adds_he_noise_scaled_by_noise() -> None:
+    conv = torch.nn.Conv2d(64, 64, 3)
+    init_near_identity([conv], noise=0.1)
+    weight = conv.weight.detach().clone()
+    centre = weight[:, :, 1, 1]
+    assert torch.allclose(centre.diagonal(), torch.ones(64), atol=0.1)
+    centre.fill_diagonal_(0.0)  # a view: what is left of the weight is the noise alone
+    he_std = (2.0 / (64 * 9)) ** 0.5  # fan-out mode, as init_kaiming
+    assert weight.std().item() == pytest.approx(0.1 * he_std, rel=0.05)
+    assert torch.count_nonzero(conv.bias) == 0

@@ -24,7 +24,13 @@ import torch
 import torch.nn as nn
 
 from segbench.models.backbones import Backbone, FeatureInfo
-from segbench.models.layers import load_state_dict_from_source, scaled, torchvision_weights_url
+from segbench.models.layers import (
+    init_kaiming,
+    init_near_identity,
+    load_state_dict_from_source,
+    scaled,
+    torchvision_weights_url,
+)
 
 # Output channels of each conv layer, per stage (configuration D).
 VGG16_STAGES: tuple[tuple[int, ...], ...] = (
@@ -72,7 +78,7 @@ class VGG16(Backbone):
     """The five conv stages of VGG16, each followed by its max-pool; one tap per stage.
 
     The weights keep PyTorch's default initialisation: the models re-initialise the backbone
-    together with their new layers (He init for training from scratch) or load ImageNet's.
+    (``init_from_scratch``, or He init where a paper says so, as SegNet's) or load ImageNet's.
     """
 
     def __init__(
@@ -113,6 +119,13 @@ class VGG16(Backbone):
             x = pool(stage(x))
             features[tap.name] = x
         return features
+
+    def init_from_scratch(self) -> None:
+        """For training the plain (no batch norm) VGG16 without ImageNet weights: He init for conv1_1,
+        which reads the image, and every later conv near the identity (``init_near_identity``)."""
+        init_kaiming(self)
+        convs = [m for m in self.stages.modules() if isinstance(m, nn.Conv2d)]
+        init_near_identity(convs[1:])
 
     def load_imagenet(self, source: bool | str) -> None:
         """torchvision's ImageNet VGG16 (VGG16-BN with ``batch_norm``) conv weights; its classifier is unused."""

@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 from torchvision.models.vgg import cfgs, make_layers
 
+from segbench.models import build_model
 from segbench.models.backbones.vgg import VGG16
 from segbench.models.layers import scaled
 
@@ -64,3 +65,32 @@ def test_default_vgg16_loads_torchvision_features_and_matches_their_output(batch
     with torch.no_grad():
         torch.testing.assert_close(ours(x)["pool5"], theirs(x))
 
+
+
+@pytest.mark.parametrize("arch", ["fcn32s", "deeplab_v1_largefov", "deeplab_v2_vgg16_aspp_l", "dilation_frontend"])
+def test_plain_vgg_models_start_near_the_identity_after_conv1_1(arch: str) -> None:
+    """Trained from scratch, the plain VGG16 nets start near the identity (VGG16.init_from_scratch):
+    every conv after conv1_1, fc6/fc7 included, copies channel b * c_in // c_out on its centre tap.
+    conv1_1 reads the image, where an identity would pass only the positive part of each colour."""
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=5, width=WIDTH)
+    convs = [m for name, m in model.named_modules() if isinstance(m, nn.Conv2d) and "fc8" not in name]
+    convs = [m for m in convs if m.out_channels != 5]  # the classifiers have their papers' init
+
+    def copies(conv: nn.Conv2d) -> torch.Tensor:
+        kh, kw = conv.kernel_size
+        rows = torch.arange(conv.out_channels)
+        return conv.weight.detach()[rows, rows * conv.in_channels // conv.out_channels, kh // 2, kw // 2]
+
+    assert copies(convs[0]).abs().max() < 0.9
+    for conv in convs[1:]:
+        assert torch.allclose(copies(conv), torch.ones(conv.out_channels), atol=0.1)
+    assert len(convs) >= 15  # the 13 of VGG16 and fc6/fc7 of every branch
+
+
+def test_segnet_keeps_its_paper_s_he_initialisation() -> None:
+    """SegNet starts from He init, as its reference net's "msra" filler, not near the identity."""
+    torch.manual_seed(0)
+    encoder = build_model("segnet", num_classes=5, width=WIDTH).encoder
+    conv = [m for m in encoder.modules() if isinstance(m, nn.Conv2d)][1]
+    assert conv.weight[:, :, 1, 1].diagonal().abs().max() < 0.9
