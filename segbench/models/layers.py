@@ -81,7 +81,7 @@ def init_near_identity(convs: Iterable[nn.Conv2d], *, noise: float = NEAR_IDENTI
     unchanged, and the fresh network computes what its first layer saw, pooled, at every depth.
     He-initialised, the plain VGG networks sat on the all-background solution for most of the
     demo's budget; started near the identity, the loss's first gradient relative to each conv's
-    weights is 17-112x larger (DeepLab v1) and they learn every class (docs/BENCHMARKS.md). The
+    weights is 13-115x larger (DeepLab v1), and every one of them leaves it (docs/BENCHMARKS.md). The
     idea is Yu & Koltun's (2016, Section 3, Eq. 4-5: their context module did not train from
     random weights, and trained from the identity); Le, Jaitly & Hinton (2015, arXiv:1504.00941)
     did the same for ReLU recurrent networks. The papers of these networks start from ImageNet
