@@ -66,7 +66,6 @@ def test_default_vgg16_loads_torchvision_features_and_matches_their_output(batch
         torch.testing.assert_close(ours(x)["pool5"], theirs(x))
 
 
-
 @pytest.mark.parametrize("arch", ["fcn32s", "deeplab_v1_largefov", "deeplab_v2_vgg16_aspp_l", "dilation_frontend"])
 def test_plain_vgg_models_start_near_the_identity_after_conv1_1(arch: str) -> None:
     """Trained from scratch, the plain VGG16 nets start near the identity (VGG16.init_from_scratch):
