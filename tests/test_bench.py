@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from segbench.bench import bench, bench_crf
+from segbench.bench import bench, bench_crf, peak_memory_mb
+from segbench.crf import keep_freed_memory
 from segbench.checkpoint import save_checkpoint
 from segbench.errors import InputError
 from segbench.models import build_model
@@ -46,10 +48,37 @@ def test_rows_name_batch_device_threads_and_options(tmp_path: Path) -> None:
     assert (rows.drop(index="throughput")["batch"] == 1).all()
     assert rows.loc["fps", "value"] == pytest.approx(1000 / rows.loc["latency_median", "value"])
     assert (rows["value"] > 0).all()
+    logits_mib = TINY["num_classes"] * TINY["height"] * TINY["input_width"] * 4 / 2**20
+    assert rows.loc["peak_memory", "value"] >= logits_mib  # the output is part of the forward's memory
     assert set(table["device"]) == {"cpu"} and set(table["threads"]) == {1}
     assert set(table["compile"]) == {False} and set(table["amp"]) == {"off"}
     assert set(table["model"]) == {"r"} and set(table["arch"]) == {TINY["arch"]}
     assert "e2e_latency" not in rows.index  # no CRF timing given
+
+
+def _hold(mib: int, seconds: float) -> torch.Tensor:
+    """A tensor of ``mib`` MiB, written (so its pages are real), held for ``seconds``."""
+    block = torch.ones(mib * 2**18)
+    time.sleep(seconds)
+    return block
+
+
+def _hold_and_free(mib: int, seconds: float) -> None:
+    _hold(mib, seconds)
+
+
+def test_cpu_peak_memory_counts_what_was_freed_before_returning_and_what_is_returned() -> None:
+    cpu = torch.device("cpu")
+    assert peak_memory_mb(lambda: _hold_and_free(64, 0.05), cpu) >= 64
+    assert peak_memory_mb(lambda: _hold(16, 0), cpu) >= 16
+
+
+def test_cpu_peak_memory_does_not_depend_on_memory_the_allocator_kept() -> None:
+    """The CI failure of 6721658: with glibc keeping freed blocks (as the CRF stage asks, and as
+    earlier work in a process leaves), a forward reused them and the resident set grew by nothing."""
+    keep_freed_memory()
+    _hold_and_free(24, 0)  # under the 32 MiB mmap threshold: back into the heap, kept there
+    assert peak_memory_mb(lambda: _hold_and_free(16, 0.05), torch.device("cpu")) >= 16
 
 
 def test_e2e_latency_adds_the_crf_per_image(tmp_path: Path, crf_table: Path) -> None:
