@@ -7,8 +7,8 @@ synchronised around each), reported as median and 90th percentile; FPS is
 many cores) busier: batch / the median time of a batch. Parameters are
 counted; FLOPs come from PyTorch's ``FlopCounterMode`` (2 FLOPs per multiply-add,
 convolutions and matmuls), so ``gmacs`` = gflops / 2 compares with papers that
-quote multiply-adds. Memory is the batch-1 forward pass's peak above what the
-process held before it, on a warm forward: CUDA's allocator peak on a GPU, malloc's bytes in use
+quote multiply-adds. Memory is a warm batch-1 forward's peak above what the
+process held before it: CUDA's allocator peak on a GPU, malloc's bytes in use
 sampled every 0.5 ms on a CPU. Every row records the device, torch's thread
 count and the options it ran under (memory format, ``torch.compile``, autocast).
 """
@@ -91,7 +91,9 @@ class _MallInfo2(ctypes.Structure):
 
     _fields_ = [
         (name, ctypes.c_size_t)
-        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"
+        )
     ]
 
 

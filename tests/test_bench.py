@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from segbench.bench import bench, bench_crf, peak_memory_mb
-from segbench.crf import keep_freed_memory
 from segbench.checkpoint import save_checkpoint
+from segbench.crf import keep_freed_memory
 from segbench.errors import InputError
 from segbench.models import build_model
 
