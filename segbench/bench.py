@@ -15,7 +15,6 @@ count and the options it ran under (memory format, ``torch.compile``, autocast).
 
 from __future__ import annotations
 
-import ctypes
 import math
 import statistics
 import threading
@@ -33,11 +32,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from segbench.checkpoint import load_checkpoint
-from segbench.crf import PRESETS, CRFParams, keep_freed_memory, mean_field, parallel_map, refine_image, run_crf, unary_energy, upsample
+from segbench.crf import PRESETS, CRFParams, mean_field, parallel_map, refine_image, run_crf, unary_energy, upsample
 from segbench.data.synthetic import generate
 from segbench.data.voc import read_ids, read_image, read_label_png, voc_dir, voc_palette
 from segbench.errors import InputError
 from segbench.io import read_parquet, scratch_dir, write_label_png, write_npz, write_parquet
+from segbench.malloc import heap_in_use_reader, keep_freed_memory
 from segbench.models import build_model
 from segbench.models.backbones.resnet import ResNet
 from segbench.models.backbones.vgg import vgg16_stages
@@ -86,33 +86,6 @@ def count_flops(model: nn.Module, x: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
-class _MallInfo2(ctypes.Structure):
-    """glibc's ``struct mallinfo2`` (glibc >= 2.33), field for field."""
-
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"
-        )
-    ]
-
-
-def _heap_in_use_reader() -> Callable[[], int] | None:
-    """Bytes glibc's malloc has handed out and not had back (heap chunks + mmapped chunks),
-    or None off glibc (or before 2.33)."""
-    try:
-        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
-    except (OSError, AttributeError):
-        return None
-    mallinfo2.restype = _MallInfo2
-
-    def in_use() -> int:
-        info = mallinfo2()
-        return info.uordblks + info.hblkhd
-
-    return in_use
-
-
 def _resident_set_size() -> int:
     return psutil.Process().memory_info().rss
 
@@ -129,11 +102,10 @@ def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> float:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
-        result = fn()
+        fn()
         torch.cuda.synchronize(device)
-        del result
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    reading = _heap_in_use_reader() or _resident_set_size
+    reading = heap_in_use_reader() or _resident_set_size
     before = reading()
     peak = before
     done = threading.Event()
@@ -152,7 +124,6 @@ def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> float:
     finally:
         done.set()
         sampler.join()
-    del result
     return max(0, peak - before) / 2**20
 
 

@@ -11,7 +11,6 @@ The inference is pydensecrf's (package ``pydensecrf2``).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import multiprocessing
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from tqdm import tqdm
 from segbench.data.voc import class_names, mask_dir, read_ids, read_image, read_label_png, voc_dir, voc_palette
 from segbench.errors import InputError
 from segbench.io import atomic_dir, read_parquet, write_label_png
+from segbench.malloc import keep_freed_memory
 from segbench.metrics import ConfusionMatrix, scores
 
 
@@ -216,30 +216,6 @@ def _init_worker() -> None:
     # BLAS thread spinning for work takes a core from the other worker's CRF.
     threadpool_limits(1)
     keep_freed_memory()
-
-
-# glibc's mallopt parameters (malloc.h) and the values set: keep up to 512 MB of
-# freed heap, and serve blocks up to 32 MB (glibc's maximum on 64-bit) from the heap.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_TRIM_BYTES, _MMAP_BYTES = 512 << 20, 32 << 20
-
-
-def keep_freed_memory() -> None:
-    """Let this process reuse the memory pydensecrf frees instead of returning it to the kernel.
-
-    pydensecrf allocates about 110 MB per VOC-size image and frees it all at the end;
-    by default glibc then trims the heap and unmaps the large blocks, so the next
-    image faults about 28,000 fresh pages, each zeroed by the kernel: 10 % of the
-    inference time in one process, and memory bandwidth taken from the other worker
-    in two. With these thresholds the freed blocks are reused and an image faults
-    none. The cost is that each CRF process keeps its peak heap. No effect off glibc.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES)
-    libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_BYTES)
 
 
 def run_crf(

@@ -12,8 +12,8 @@ import torch
 
 from segbench.bench import bench, bench_crf, peak_memory_mb
 from segbench.checkpoint import save_checkpoint
-from segbench.crf import keep_freed_memory
 from segbench.errors import InputError
+from segbench.malloc import keep_freed_memory
 from segbench.models import build_model
 
 # DeepLab v3 at width 1/16 on 32x48 inputs: a forward takes milliseconds.

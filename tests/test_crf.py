@@ -97,7 +97,8 @@ def test_class_last_probabilities_seen_through_a_transpose_are_accepted() -> Non
 _FAULTS_SCRIPT = """
 import resource, sys
 import numpy as np
-from segbench.crf import PRESETS, dense_crf, keep_freed_memory
+from segbench.crf import PRESETS, dense_crf
+from segbench.malloc import keep_freed_memory
 if sys.argv[1] == "keep":
     keep_freed_memory()
 rng = np.random.default_rng(0)
